@@ -1,0 +1,348 @@
+"""The seed service: log in with a name, read it back, log out.
+
+    python service.py          # http://127.0.0.1:4000, embedded in-memory store
+
+Configuration comes from the environment (see README.md).  With MONGO_URL the
+sessions live in MongoDB; without it, in an in-memory mongomock database that
+is lost on restart.  Sessions themselves (cookie, signing, lifetimes, store)
+are sessions.py; this file is wiring: settings, the store, routes, serving.
+"""
+
+import functools
+import json
+import logging
+import math
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+
+import bottle
+import pymongo
+from pymongo.errors import PyMongoError
+from pymongo.uri_parser import parse_uri
+
+import sessions
+
+log = logging.getLogger("service")
+
+MAX_BODY = 16 * 1024  # bytes of request body on POST /
+MAX_NAME = 100  # characters, after trimming
+PURGE_EVERY = 60  # seconds between sweeps of expired sessions in the embedded store
+DRAIN_FOR = 10  # seconds in-flight requests may take to finish after SIGTERM
+
+# --- Configuration ---
+
+
+class ConfigError(ValueError):
+    """Raised if an environment variable has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    port: int
+    mongo_url: str | None
+    collection: str
+    trust_proxy: bool
+    random_secret: bool  # no SESSION_SECRET was given
+    options: sessions.Options
+
+
+# Which variable sets which sessions.Options field, to name it in errors.
+ENV_OF_OPTION = {"secrets": "SESSION_SECRET", "cookie_name": "SESSION_COOKIE_NAME", "max_age": "SESSION_MAX_AGE",
+                 "absolute_timeout": "SESSION_ABSOLUTE_TIMEOUT", "touch_after": "SESSION_TOUCH_AFTER",
+                 "cookie_secure": "COOKIE_SECURE"}
+
+
+def settings_from_env(env):
+    """Read and check every variable once; a bad value names its variable."""
+    def get(name, default=None):
+        value = env.get(name, "").strip()
+        return value if value else default
+
+    def seconds(name, default):
+        raw = get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{name} must be a non-negative number of seconds, got {raw!r}")
+        return value
+
+    def choice(name, default, choices):
+        raw = get(name, default).lower()
+        if raw not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return choices[raw]
+
+    port = get("PORT", "4000")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"PORT must be a port number from 0 to 65535, got {port!r}")
+    secret = get("SESSION_SECRET")
+    keys = [s.strip() for s in secret.split(",")] if secret else [secrets.token_urlsafe(32)]
+    try:
+        options = sessions.Options(
+            secrets=tuple(keys),
+            cookie_name=get("SESSION_COOKIE_NAME", "example.sid"),
+            max_age=seconds("SESSION_MAX_AGE", 7 * 3600),
+            absolute_timeout=seconds("SESSION_ABSOLUTE_TIMEOUT", 24 * 3600),
+            touch_after=seconds("SESSION_TOUCH_AFTER", None),
+            cookie_secure=choice("COOKIE_SECURE", "auto", {"auto": "auto", "true": True, "false": False}))
+    except sessions.OptionError as exc:
+        raise ConfigError(f"{ENV_OF_OPTION.get(exc.option, exc.option)}: {exc}") from None
+    return Settings(host=get("HOST", "127.0.0.1"), port=int(port), mongo_url=get("MONGO_URL"),
+                    collection=get("SESSION_COLLECTION", "sessions"),
+                    trust_proxy=choice("TRUST_PROXY", "0", {"0": False, "1": True, "false": False, "true": True}),
+                    random_secret=secret is None, options=options)
+
+
+# --- The store ---
+
+# Used where MONGO_URL does not say otherwise.  w=majority: an acknowledged
+# login survives a replica-set failover.  timeoutMS: one bound (milliseconds)
+# on every store operation, server selection and retries included, so an
+# outage becomes a 503 within seconds instead of a hung request.
+MONGO_DEFAULTS = {"w": "majority", "timeoutMS": 5000}
+
+
+def open_mongo_collection(url, name):
+    try:
+        given = parse_uri(url)["options"]
+        client = pymongo.MongoClient(url, **{k: v for k, v in MONGO_DEFAULTS.items() if k not in given})
+    except (PyMongoError, ValueError) as exc:
+        raise ConfigError(f"MONGO_URL is not a usable MongoDB URL: {exc}") from None
+    return client.get_default_database(default="sessions")[name]
+
+
+class LockedCollection:
+    """mongomock is not thread-safe and waitress serves on several threads:
+    let one call into the collection run at a time."""
+
+    def __init__(self, collection):
+        self._collection, self._lock = collection, threading.Lock()
+
+    def __getattr__(self, name):
+        attribute = getattr(self._collection, name)
+        if not callable(attribute):
+            return attribute
+
+        def locked(*args, **kwargs):
+            with self._lock:
+                return attribute(*args, **kwargs)
+        return locked
+
+
+def open_embedded_collection(name):
+    import mongomock  # only the embedded store needs it
+    return LockedCollection(mongomock.MongoClient().sessions[name])
+
+
+def purge_periodically(store, stop, every=PURGE_EVERY, clock=time.time):
+    """The embedded store has no TTL monitor: delete expired sessions every so often."""
+    while not stop.wait(every):
+        try:
+            store.purge(clock())
+        except Exception:  # a failed sweep must not end the sweeping
+            log.exception("purging expired sessions failed")
+
+
+# --- HTTP ---
+
+
+def is_https(environ, trust_proxy):
+    if environ.get("wsgi.url_scheme") == "https":
+        return True
+    # X-Forwarded-Proto is set by whoever sends the request: believe it only behind our own proxy.
+    forwarded = environ.get("HTTP_X_FORWARDED_PROTO", "") if trust_proxy else ""
+    return forwarded.split(",")[0].strip().lower() == "https"
+
+
+def read_name(environ):
+    """The login name from a JSON or form body, trimmed; abort with 400/413/415 otherwise."""
+    length = environ.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > MAX_BODY:
+        bottle.abort(413, f"the body must be at most {MAX_BODY} bytes")
+    kind = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    if kind not in ("application/json", "application/x-www-form-urlencoded"):
+        bottle.abort(415, "send application/json or application/x-www-form-urlencoded")
+    body = environ["wsgi.input"].read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        bottle.abort(413, f"the body must be at most {MAX_BODY} bytes")
+    try:
+        text = body.decode("utf-8")
+        if kind == "application/json":
+            fields = json.loads(text)
+        else:
+            fields = {k: v[0] for k, v in urllib.parse.parse_qs(text, keep_blank_values=True).items()}
+    except ValueError:  # bad UTF-8 or bad JSON
+        bottle.abort(400, "the body is not valid " + ("JSON" if kind == "application/json" else "form data"))
+    name = fields.get("name") if isinstance(fields, dict) else None
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME:
+        bottle.abort(400, f"name must be a string of 1 to {MAX_NAME} characters")
+    return name.strip()
+
+
+def make_app(interface, *, trust_proxy=False):
+    """The Bottle app: the seed's three routes plus health checks."""
+    app = bottle.Bottle()
+
+    def json_error(error):
+        bottle.response.content_type = "application/json"
+        bottle.response.set_header("Cache-Control", "no-store")
+        if error.status_code >= 500 and error.status_code != 503:
+            log.error("unhandled error: %r", error.exception)
+            return json.dumps({"error": "internal server error"})
+        return json.dumps({"error": error.body})
+    app.default_error_handler = json_error
+
+    def with_session(route):
+        """Open the session before the route and save it after, before the
+        response leaves: a 2xx means the change is in the store."""
+        @functools.wraps(route)
+        def wrapper(*args, **kwargs):
+            environ = bottle.request.environ
+            # The answer depends on the cookie: no shared cache may keep it for someone else.
+            bottle.response.set_header("Cache-Control", "no-store")
+            bottle.response.set_header("Vary", "Cookie")
+            try:
+                session = interface.open_session(environ.get("HTTP_COOKIE"))
+                result = route(session, *args, **kwargs)
+                cookie = interface.save_session(session, https=is_https(environ, trust_proxy))
+            except PyMongoError as exc:
+                log.warning("session store unavailable: %s", type(exc).__name__)
+                bottle.abort(503, "the session store is unavailable; try again shortly")
+            except sessions.SessionConflict as exc:
+                bottle.abort(409, str(exc))
+            if cookie:
+                bottle.response.add_header("Set-Cookie", cookie)
+            return result
+        return wrapper
+
+    @app.post("/")
+    @with_session
+    def login(session):
+        name = read_name(bottle.request.environ)
+        session.regenerate()  # a new id at login: a planted id is worth nothing (session fixation)
+        session["user"] = {"name": name, "isLoggedIn": True}
+        return {"name": name}
+
+    @app.post("/logout")
+    @with_session
+    def logout(session):
+        session.destroy()
+        return {"loggedOut": True}
+
+    @app.get("/name")
+    @with_session
+    def name(session):
+        user = session.get("user")
+        if not isinstance(user, dict) or not user.get("isLoggedIn") or not isinstance(user.get("name"), str):
+            bottle.abort(404, "not logged in")
+        return {"name": user["name"]}
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz():
+        try:
+            interface.store.ping()
+        except PyMongoError as exc:
+            log.warning("readiness: session store unavailable: %s", type(exc).__name__)
+            bottle.abort(503, "the session store is unavailable")
+        return {"status": "ready"}
+
+    return app
+
+
+def with_access_log(app):
+    """One line per request: method, path, status, milliseconds.  Never the
+    query string, a cookie or a header: they can carry secrets."""
+    def logged(environ, start_response):
+        started, status = time.perf_counter(), ["-"]
+
+        def start(line, headers, exc_info=None):
+            status[0] = line[:3]
+            return start_response(line, headers, exc_info)
+        try:
+            return app(environ, start)
+        finally:
+            path = urllib.parse.quote(environ.get("PATH_INFO", ""), safe="/")  # no raw control characters
+            elapsed = (time.perf_counter() - started) * 1000
+            log.info("%s %s %s %.1fms", environ.get("REQUEST_METHOD"), path, status[0], elapsed)
+    return logged
+
+
+# --- Serving ---
+
+
+def serve(app, host, port, store_kind, ready=None):
+    """Serve with waitress until SIGINT/SIGTERM, then stop accepting, let
+    in-flight requests finish (at most DRAIN_FOR seconds) and return."""
+    from waitress import wasyncore
+    from waitress.channel import HTTPChannel
+    from waitress.server import create_server
+
+    server = create_server(app, host=host, port=port)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    log.info("listening on http://%s:%s (store: %s)", server.effective_host, server.effective_port, store_kind)
+    if ready:
+        ready(server.effective_port)
+    while not stopping.is_set():
+        wasyncore.loop(timeout=0.5, map=server._map, count=1)
+
+    log.info("stopping: finishing requests in flight")
+    server.del_channel()  # stop listening; connections already accepted go on
+    server.socket.close()
+    deadline = time.monotonic() + DRAIN_FOR
+    while time.monotonic() < deadline and any(
+            isinstance(ch, HTTPChannel) and (ch.requests or ch.total_outbufs_len)
+            for ch in list(server._map.values())):
+        wasyncore.loop(timeout=0.05, map=server._map, count=1)
+    server.task_dispatcher.shutdown(timeout=1)
+    wasyncore.close_all(server._map)
+
+
+def main(env=os.environ):
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("waitress").setLevel(logging.WARNING)  # our own startup and access lines suffice
+    try:
+        settings = settings_from_env(env)
+        if settings.mongo_url:
+            kind, collection = "mongodb", open_mongo_collection(settings.mongo_url, settings.collection)
+        else:
+            kind, collection = "embedded in-memory", open_embedded_collection(settings.collection)
+    except ConfigError as exc:
+        print(f"service.py: {exc}", file=sys.stderr)
+        return 2
+    if settings.random_secret:
+        log.warning("SESSION_SECRET is not set: signing with a random secret; sessions end when the process stops")
+    store = sessions.MongoStore(collection)
+    try:
+        store.ensure_indexes()
+    except PyMongoError as exc:
+        log.error("cannot reach MongoDB to ensure the TTL index on 'expires': %s", type(exc).__name__)
+        return 1
+    stop_purging = threading.Event()
+    if not settings.mongo_url:
+        log.warning("no MONGO_URL: sessions are kept in memory and lost when the process stops")
+        threading.Thread(target=purge_periodically, args=(store, stop_purging), daemon=True).start()
+    app = make_app(sessions.SessionInterface(store, settings.options), trust_proxy=settings.trust_proxy)
+    serve(with_access_log(app), settings.host, settings.port, kind)
+    stop_purging.set()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

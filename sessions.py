@@ -1,0 +1,425 @@
+"""Server-side sessions: a signed id in a cookie, the data in MongoDB.
+
+How it works
+------------
+The browser holds only an id, never the data.  The cookie value is the
+express-session format, so a Node.js service can share the same sessions::
+
+    s:<id>.<signature>      signature = base64(HMAC-SHA256(secret, id)), no '=' padding
+
+URL-encoded when it is sent (``s%3A...``).  Signing proves the server issued
+the id; it hides nothing and does not stop a stolen cookie from being replayed
+(that is what HttpOnly, Secure, SameSite and short lifetimes are for).
+
+The store keeps one document per session, connect-mongo's default shape::
+
+    {_id: <id>, expires: <BSON date>, session: '<JSON: data + "cookie" object>'}
+
+Two lifetimes end a session: the idle timeout (``max_age``: unused this long,
+it is gone) and the absolute timeout (counted from the session's creation,
+however active it is).  ``expires`` is the earlier of the two; every read asks
+for ``expires > now`` and MongoDB's TTL index deletes what has passed.
+Standard library only: the store takes any pymongo-compatible collection.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+import urllib.parse
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+# --- Errors ---
+
+
+class SessionError(Exception):
+    """Root of the errors this module raises."""
+
+
+class SessionDataError(SessionError, ValueError):
+    """Raised if session data cannot be stored: not JSON, too large, or a reserved key."""
+
+
+class OptionError(SessionError, ValueError):
+    """Raised if an option has a value sessions cannot work with; `option` names it."""
+
+    def __init__(self, option, message):
+        super().__init__(f"{option} {message}")
+        self.option = option
+
+
+class SessionConflict(SessionError):
+    """Raised if a change could not be saved because concurrent requests kept
+    changing the session, or ended it, while this request ran."""
+
+
+# --- Options ---
+
+# RFC 6265 section 4.1.1: a cookie name is an HTTP token.
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+RESERVED_KEYS = ("cookie", "absoluteExpires")  # written by this module, not by callers
+
+
+@dataclass(frozen=True)
+class Options:
+    """Every session setting, checked once here.  Durations are in seconds."""
+
+    secrets: tuple  # the first signs, every one verifies (rotation)
+    cookie_name: str = "example.sid"
+    cookie_path: str = "/"
+    cookie_domain: str | None = None
+    cookie_secure: object = "auto"  # True, False, or "auto": Secure when the request came over HTTPS
+    max_age: float = 7 * 3600  # seconds idle before the session is gone
+    absolute_timeout: float = 24 * 3600  # seconds after creation, however active
+    touch_after: float | None = None  # seconds between expiry-only writes; None: max_age / 10
+    save_uninitialized: bool = False  # store sessions nobody put data in (express's default is true)
+    resave: bool = False  # rewrite unchanged sessions on every request
+    rolling: bool = False  # send the cookie on every response that uses the session
+    max_size: int = 64 * 1024  # bytes of session JSON
+
+    def __post_init__(self):
+        def fail(name, rule, value):
+            raise OptionError(name, f"must be {rule}, got {value!r}")
+
+        keys = (self.secrets,) if isinstance(self.secrets, str) else self.secrets
+        if not keys or not all(isinstance(s, str) and s for s in keys):
+            raise OptionError("secrets", "must be a non-empty list of non-empty strings")  # never echo a secret
+        object.__setattr__(self, "secrets", tuple(keys))
+        if not isinstance(self.cookie_name, str) or not _TOKEN.match(self.cookie_name):
+            fail("cookie_name", "an RFC 6265 token (letters, digits, !#$%&'*+-.^_`|~)", self.cookie_name)
+        if not isinstance(self.cookie_path, str) or not self.cookie_path.startswith("/") or ";" in self.cookie_path:
+            fail("cookie_path", "a path starting with '/' and without ';'", self.cookie_path)
+        if self.cookie_domain is not None and not re.fullmatch(r"[A-Za-z0-9.-]+", self.cookie_domain):
+            fail("cookie_domain", "a host name or None", self.cookie_domain)
+        if self.cookie_secure not in (True, False, "auto"):
+            fail("cookie_secure", "True, False or 'auto'", self.cookie_secure)
+        for name in ("max_age", "absolute_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 10**9:
+                fail(name, "a positive number of seconds", value)
+        if self.touch_after is None:
+            object.__setattr__(self, "touch_after", self.max_age / 10)
+        t = self.touch_after
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < self.max_age:
+            fail("touch_after", f"a number of seconds from 0 to less than max_age ({self.max_age})", t)
+        for name in ("save_uninitialized", "resave", "rolling"):
+            if not isinstance(getattr(self, name), bool):
+                fail(name, "True or False", getattr(self, name))
+        if isinstance(self.max_size, bool) or not isinstance(self.max_size, int) or self.max_size < 256:
+            fail("max_size", "a whole number of bytes, at least 256", self.max_size)
+
+
+# --- Signing (the cookie-signature package's format) ---
+
+
+def sign(value, secret):
+    """Return 'value.signature' (HMAC-SHA256, base64 without '=' padding)."""
+    mac = hmac.new(secret.encode(), value.encode(), hashlib.sha256).digest()
+    return value + "." + base64.b64encode(mac).decode().rstrip("=")
+
+
+def unsign(signed, secrets_):
+    """Return the value if any secret signed it, else None."""
+    value, dot, _ = signed.rpartition(".")
+    if not dot:
+        return None
+    for secret in secrets_:
+        # Recompute and compare in constant time: no timing hint about the right signature.
+        if hmac.compare_digest(sign(value, secret).encode(), signed.encode()):
+            return value
+    return None
+
+
+def new_id():
+    """A fresh session id: 24 random bytes, 192 bits, 32 URL-safe characters."""
+    return secrets.token_urlsafe(24)
+
+
+# --- Cookie parsing and formatting ---
+
+
+def parse_cookie_header(header):
+    """Parse a Cookie header as Node's `cookie` module does: split on ';',
+    the first occurrence of a name wins, values are URL-decoded when they can be.
+    A malformed pair is skipped, never fatal, so it cannot hide its neighbours."""
+    cookies = {}
+    for pair in (header or "").split(";"):
+        name, eq, value = pair.partition("=")
+        name, value = name.strip(), value.strip()
+        if not eq or not name or name in cookies:
+            continue
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        if "%" in value:
+            try:
+                value = urllib.parse.unquote(value, errors="strict")
+            except UnicodeDecodeError:
+                pass  # like decodeURIComponent failing: keep the raw value
+        cookies[name] = value
+    return cookies
+
+
+def _http_date(timestamp):
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(timestamp))
+
+
+def format_set_cookie(name, value, *, max_age, expires, path="/", domain=None, secure=False):
+    """Build a Set-Cookie header value.  HttpOnly: page scripts cannot read the id.
+    SameSite=Lax: other sites' forms and fetches do not carry it (CSRF)."""
+    parts = [f"{name}={urllib.parse.quote(value, safe=chr(39) + '-_.!~*()')}"]  # encodeURIComponent
+    if domain:
+        parts.append(f"Domain={domain}")
+    parts += [f"Path={path}", f"Expires={_http_date(expires)}", f"Max-Age={max(0, int(max_age))}", "HttpOnly"]
+    if secure:
+        parts.append("Secure")  # never sent over plain HTTP
+    parts.append("SameSite=Lax")
+    return "; ".join(parts)
+
+
+# --- Time: epoch seconds inside, naive-UTC datetimes in the store ---
+
+
+def to_datetime(timestamp):
+    """Epoch seconds -> naive UTC datetime, cut to the milliseconds BSON keeps."""
+    return datetime(1970, 1, 1) + timedelta(milliseconds=int(timestamp * 1000))
+
+
+def to_timestamp(value):
+    """A stored date (naive means UTC, as pymongo returns it) -> epoch seconds."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+def to_iso(timestamp):
+    """JavaScript's Date.toISOString(): 2026-11-28T15:10:00.000Z."""
+    return to_datetime(timestamp).isoformat(timespec="milliseconds") + "Z"
+
+
+def from_iso(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+# --- The session ---
+
+
+def _dump(data):
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+class Session(dict):
+    """One visitor's data: a dict that knows whether it changed.  Change is
+    found by comparing a JSON snapshot taken at load with one taken at save,
+    so nested edits (session["cart"].append(...)) count too."""
+
+    def __init__(self, sid, data=(), *, is_new, expires=None, absolute_expires=None, stored=None):
+        super().__init__(data)
+        self.id = sid
+        self.is_new = is_new
+        self.expires = expires  # epoch seconds, as stored
+        self.absolute_expires = absolute_expires  # epoch seconds, or None if unknown
+        self.stored = stored  # the stored 'session' JSON string, for compare-and-set
+        self.old_id = None  # an id to delete at save, after regenerate()
+        self.destroyed = False
+        self.touched = False
+        self._snapshot = _dump(self)
+
+    @property
+    def modified(self):
+        try:
+            return _dump(self) != self._snapshot
+        except (TypeError, ValueError):
+            return True  # not JSON any more: save() reports it
+
+    def regenerate(self):
+        """Start afresh under a new id; the old one is deleted at save.
+        OWASP: renew the id when privilege changes (login), against fixation."""
+        if not self.is_new and self.old_id is None:
+            self.old_id = self.id
+        self.clear()
+        self.id, self.is_new, self.stored = new_id(), True, None
+        self.expires = self.absolute_expires = None
+
+    def destroy(self):
+        """End the session: delete it from the store and expire the cookie."""
+        self.clear()
+        self.destroyed = True
+
+    def touch(self):
+        """Extend the idle expiry at save even if the touch interval has not passed."""
+        self.touched = True
+
+
+# --- The store ---
+
+
+class MongoStore:
+    """Session documents in any pymongo-compatible collection."""
+
+    def __init__(self, collection):
+        self.collection = collection
+
+    def ensure_indexes(self):
+        # MongoDB deletes a document once its 'expires' date passes (about once a minute).
+        self.collection.create_index([("expires", 1)], expireAfterSeconds=0)
+
+    def load(self, sid, now):
+        """The live document for sid, or None.  Filtering on expires does not
+        trust the TTL sweep: an expired session is never served."""
+        return self.collection.find_one({"_id": sid, "expires": {"$gt": to_datetime(now)}})
+
+    def insert(self, sid, stored, expires):
+        self.collection.insert_one({"_id": sid, "expires": to_datetime(expires), "session": stored})
+
+    def replace(self, sid, previous, stored, expires):
+        """Compare-and-set: write only if nobody changed the session since we
+        read `previous`; never creates a document (a logout stays a logout)."""
+        update = {"$set": {"session": stored, "expires": to_datetime(expires)}}
+        return self.collection.update_one({"_id": sid, "session": previous}, update).matched_count == 1
+
+    def touch(self, sid, expires, now):
+        found = {"_id": sid, "expires": {"$gt": to_datetime(now)}}
+        return self.collection.update_one(found, {"$set": {"expires": to_datetime(expires)}}).matched_count == 1
+
+    def delete(self, sid):
+        self.collection.delete_one({"_id": sid})
+
+    def purge(self, now):
+        """Delete expired documents, for stores without a TTL monitor."""
+        return self.collection.delete_many({"expires": {"$lte": to_datetime(now)}}).deleted_count
+
+    def ping(self):
+        self.collection.database.command("ping")
+
+
+# --- The request lifecycle ---
+
+MERGE_ATTEMPTS = 5
+_MISSING = object()
+
+
+class SessionInterface:
+    """Opens a session from a Cookie header and saves it after the response
+    is built: the two halves of a request (Flask's SessionInterface)."""
+
+    def __init__(self, store, options, clock=time.time):
+        self.store, self.options, self.clock = store, options, clock
+
+    def open_session(self, cookie_header):
+        """Return the request's session, or a new empty one.  This is the one
+        place where a bad cookie becomes "no session": missing, unsigned,
+        wrongly signed, unknown, expired and unreadable all start afresh."""
+        raw = parse_cookie_header(cookie_header).get(self.options.cookie_name)
+        sid = unsign(raw[2:], self.options.secrets) if raw and raw.startswith("s:") else None
+        doc = self.store.load(sid, self.clock()) if sid else None  # no cookie, no store work
+        try:
+            data = json.loads(doc["session"])
+            expires = to_timestamp(doc["expires"])
+            absolute = data.pop("absoluteExpires", None)
+            absolute = from_iso(absolute) if absolute is not None else None
+            data.pop("cookie", None)
+        except (TypeError, KeyError, ValueError, AttributeError):
+            return Session(new_id(), is_new=True)  # no document, or one we cannot read
+        return Session(sid, data, is_new=False, expires=expires, absolute_expires=absolute, stored=doc["session"])
+
+    def save_session(self, session, https=False):
+        """Write what changed and return the Set-Cookie value, or None.
+        Raises SessionDataError, SessionConflict, and whatever the collection raises."""
+        now, opts = self.clock(), self.options
+        secure = https if opts.cookie_secure == "auto" else opts.cookie_secure
+        if session.destroyed:
+            for sid in (session.old_id, None if session.is_new else session.id):
+                if sid:
+                    self.store.delete(sid)
+            # Clear with the same Path/Domain it was set with, or the browser keeps it.
+            return format_set_cookie(opts.cookie_name, "", max_age=0, expires=0, path=opts.cookie_path,
+                                     domain=opts.cookie_domain, secure=secure)
+        send = self._write(session, now, secure)
+        if session.old_id:
+            self.store.delete(session.old_id)  # after the new one is stored: a failure leaves a valid session
+            session.old_id = None
+        if not send:
+            return None
+        signed = "s:" + sign(session.id, opts.secrets[0])  # the first secret signs
+        return format_set_cookie(opts.cookie_name, signed, max_age=session.expires - now, expires=session.expires,
+                                 path=opts.cookie_path, domain=opts.cookie_domain, secure=secure)
+
+    def _write(self, session, now, secure):
+        """Store what changed; return whether the client needs a new cookie."""
+        opts = self.options
+        if session.is_new:
+            if not session and not opts.save_uninitialized:
+                return False  # empty: do not let cookieless bots fill the store
+            session.absolute_expires = now + opts.absolute_timeout
+            session.expires = min(now + opts.max_age, session.absolute_expires)
+            self.store.insert(session.id, self._serialise(session, secure), session.expires)
+            session.is_new = False
+            return True
+        if session.modified or opts.resave:
+            self._replace(session, now, secure)
+            return True
+        expires = self._extended_expiry(session, now)
+        if session.touched or expires - session.expires >= opts.touch_after:
+            # Lazy touch: at most one expiry-only write per touch interval, not one per request.
+            if not self.store.touch(session.id, expires, now):
+                return False  # ended meanwhile (logout, expiry): nothing to extend
+            session.expires = expires
+            return True
+        return opts.rolling
+
+    def _extended_expiry(self, session, now):
+        deadline = session.absolute_expires or float("inf")
+        return min(now + self.options.max_age, deadline)  # the absolute timeout always wins
+
+    def _replace(self, session, now, secure):
+        """Save a changed session without losing a concurrent request's change:
+        compare-and-set on the stored JSON; on a clash re-read, keep their value
+        for every top-level key we did not change, and try again (bounded)."""
+        base = json.loads(session._snapshot)
+        if session.absolute_expires is None:
+            session.absolute_expires = now + self.options.absolute_timeout
+        for _ in range(MERGE_ATTEMPTS):
+            session.expires = self._extended_expiry(session, now)
+            stored = self._serialise(session, secure)
+            if self.store.replace(session.id, session.stored, stored, session.expires):
+                session.stored, session._snapshot = stored, _dump(session)
+                return
+            doc = self.store.load(session.id, now)
+            if doc is None:
+                raise SessionConflict("the session ended (logout or expiry) while this request was changing it")
+            theirs = json.loads(doc["session"])
+            ours = json.loads(_dump(session))
+            for key in set(base) | set(ours):
+                if base.get(key, _MISSING) != ours.get(key, _MISSING):  # we changed it: ours wins
+                    if key in ours:
+                        theirs[key] = ours[key]
+                    else:
+                        theirs.pop(key, None)
+            session.clear()
+            session.update({k: v for k, v in theirs.items() if k not in RESERVED_KEYS})
+            session.stored = doc["session"]
+        raise SessionConflict(f"the session kept changing under this request ({MERGE_ATTEMPTS} attempts)")
+
+    def _serialise(self, session, secure):
+        """The stored JSON: the data plus the cookie object express-session writes."""
+        clash = [key for key in RESERVED_KEYS if key in session]
+        if clash:
+            raise SessionDataError(f"session keys {clash} are reserved; use other names")
+        opts = self.options
+        cookie = {"originalMaxAge": int(opts.max_age * 1000),  # milliseconds, by express's definition
+                  "expires": to_iso(session.expires), "secure": bool(secure), "httpOnly": True}
+        if opts.cookie_domain:
+            cookie["domain"] = opts.cookie_domain
+        cookie.update(path=opts.cookie_path, sameSite="lax")
+        document = {"cookie": cookie, **session, "absoluteExpires": to_iso(session.absolute_expires)}
+        try:
+            stored = json.dumps(document, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise SessionDataError(f"session data must be JSON (str, number, bool, None, list, dict): {exc}") from None
+        if len(stored.encode()) > opts.max_size:
+            raise SessionDataError(f"session data is {len(stored.encode())} bytes, over the {opts.max_size}-byte cap")
+        return stored
