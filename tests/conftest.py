@@ -1,0 +1,114 @@
+"""Shared fixtures: a clock to step, a store that counts what it is asked, apps."""
+
+import mongomock
+import pymongo.errors
+import pytest
+import webtest
+
+import service
+import sessions
+
+SECRET = "test-secret"
+T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z, a fixed "now"
+
+
+class Clock:
+    """Time as a parameter: tests step it instead of sleeping."""
+
+    def __init__(self, now=T0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+class CountingCollection:
+    """A collection that records every call made to it, by method name."""
+
+    def __init__(self, collection):
+        self.collection, self.calls = collection, []
+
+    @property
+    def database(self):
+        return self.collection.database
+
+    def __getattr__(self, name):
+        method = getattr(self.collection, name)
+
+        def counted(*args, **kwargs):
+            self.calls.append(name)
+            return method(*args, **kwargs)
+        return counted
+
+    def reads(self):
+        return sum(name.startswith("find") for name in self.calls)
+
+    def writes(self):
+        return sum(name.startswith(("insert", "update", "replace")) for name in self.calls)
+
+    def deletes(self):
+        return sum(name.startswith("delete") for name in self.calls)
+
+
+class DownCollection:
+    """A store that is down: every operation fails as pymongo does when no server answers."""
+
+    class _Database:
+        def command(self, *args, **kwargs):
+            raise pymongo.errors.ServerSelectionTimeoutError("127.0.0.1:9: [Errno 111] Connection refused")
+
+    database = _Database()
+
+    def __getattr__(self, name):
+        return self.database.command
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def mongo():
+    """The raw mongomock collection, to inspect what was stored."""
+    return mongomock.MongoClient().sessions.sessions
+
+
+@pytest.fixture
+def counted(mongo):
+    return CountingCollection(mongo)
+
+
+@pytest.fixture
+def make_interface(counted, clock):
+    def make(collection=None, **options):
+        options.setdefault("secrets", (SECRET,))
+        store = sessions.MongoStore(counted if collection is None else collection)
+        return sessions.SessionInterface(store, sessions.Options(**options), clock=clock)
+    return make
+
+
+@pytest.fixture
+def interface(make_interface):
+    return make_interface()
+
+
+@pytest.fixture
+def make_client(make_interface):
+    def make(collection=None, trust_proxy=False, **options):
+        app = service.make_app(make_interface(collection, **options), trust_proxy=trust_proxy)
+        return webtest.TestApp(app)
+    return make
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()
+
+
+def cookie_value(set_cookie):
+    """'name=value; Path=/; ...' -> 'name=value', the part a browser sends back."""
+    return set_cookie.split(";")[0]

@@ -1,0 +1,76 @@
+"""Parsing the Cookie header as Node's `cookie` module does, and formatting Set-Cookie."""
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+import pytest
+
+import sessions
+
+CASES = [
+    ("", {}),
+    ("a=1", {"a": "1"}),
+    ("a=1; b=2", {"a": "1", "b": "2"}),
+    ("a=1;b=2", {"a": "1", "b": "2"}),
+    ("a=1; a=2", {"a": "1"}),  # the first occurrence wins
+    (" a = 1 ", {"a": "1"}),
+    ('a="quoted"', {"a": "quoted"}),
+    ("a=s%3Aid.sig", {"a": "s:id.sig"}),  # URL-decoded
+    ("a=%E0%A4%A", {"a": "%E0%A4%A"}),  # undecodable: kept raw, like decodeURIComponent failing
+    ("a=x=y", {"a": "x=y"}),
+    ("junk; a=1", {"a": "1"}),
+    ("=novalue; a=1", {"a": "1"}),
+    ("a=", {"a": ""}),
+]
+
+
+@pytest.mark.parametrize("header, expected", CASES)
+def test_parse_cookie_header(header, expected):
+    assert sessions.parse_cookie_header(header) == expected
+
+
+def test_a_json_valued_neighbour_does_not_hide_the_session_cookie():
+    # http.cookies.SimpleCookie gives up at the first pair it cannot parse.
+    header = 'analytics={"id":"x","v":[1,2]}; example.sid=s%3Aabc.def; theme=dark'
+    cookies = sessions.parse_cookie_header(header)
+    assert cookies["example.sid"] == "s:abc.def"
+    assert cookies["theme"] == "dark"
+
+
+def test_none_header_is_no_cookies():
+    assert sessions.parse_cookie_header(None) == {}
+
+
+@given(st.text())
+def test_parsing_any_header_never_raises(header):
+    assert isinstance(sessions.parse_cookie_header(header), dict)
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1))
+def test_a_tampered_cookie_is_never_accepted(garbage):
+    real = sessions.sign("the-real-id", "secret")
+    for candidate in (garbage, real + garbage, garbage + real, real[:-1] + garbage[:1]):
+        if candidate != real:
+            assert sessions.unsign(candidate, ["secret"]) is None
+
+
+HOSTILE = st.one_of(st.text(max_size=200), st.text(max_size=200).map("example.sid=".__add__),
+                    st.text(max_size=200).map("example.sid=s%3A".__add__))
+
+
+# The fixture is shared across examples on purpose: no example may ever reach the store.
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(HOSTILE)
+def test_a_session_never_opens_from_a_hostile_header(interface, counted, header):
+    session = interface.open_session(header)
+    assert session.is_new and dict(session) == {}
+    assert counted.calls == []  # no valid signature: not even a read
+
+
+def test_set_cookie_has_the_secure_attributes():
+    header = sessions.format_set_cookie("sid", "s:a.b", max_age=3600, expires=1_800_003_600)
+    assert header == ("sid=s%3Aa.b; Path=/; Expires=Fri, 15 Jan 2027 09:00:00 GMT; Max-Age=3600; "
+                      "HttpOnly; SameSite=Lax")
+
+
+def test_secure_and_domain_when_asked():
+    header = sessions.format_set_cookie("sid", "v", max_age=1, expires=0, domain="example.com", secure=True)
+    assert "; Domain=example.com; " in header and header.endswith("; HttpOnly; Secure; SameSite=Lax")

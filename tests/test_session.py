@@ -1,0 +1,221 @@
+"""The session: a dict that knows it changed, and its save to the store."""
+
+import json
+
+import pytest
+
+import sessions
+from conftest import SECRET, T0, cookie_value
+
+
+def stored(mongo):
+    doc = mongo.find_one()
+    return doc, json.loads(doc["session"])
+
+
+def login(interface, data=None):
+    session = interface.open_session(None)
+    session.update(data or {"user": {"name": "Ann", "isLoggedIn": True}})
+    return session, cookie_value(interface.save_session(session))
+
+
+# --- change tracking ---
+
+def test_a_loaded_session_is_unchanged(interface):
+    _, cookie = login(interface)
+    assert interface.open_session(cookie).modified is False
+
+
+@pytest.mark.parametrize("edit", [
+    lambda s: s.__setitem__("cart", []),
+    lambda s: s["user"].__setitem__("name", "Bob"),  # nested
+    lambda s: s.pop("user"),
+    lambda s: s.update(user={"name": "Ann", "isLoggedIn": False}),
+    lambda s: s.clear(),
+])
+def test_every_kind_of_edit_is_seen(interface, edit):
+    _, cookie = login(interface)
+    session = interface.open_session(cookie)
+    edit(session)
+    assert session.modified
+
+
+def test_setting_the_same_value_is_no_change(interface):
+    _, cookie = login(interface)
+    session = interface.open_session(cookie)
+    session["user"] = {"isLoggedIn": True, "name": "Ann"}
+    assert not session.modified
+
+
+def test_a_nested_change_is_saved(interface, mongo):
+    _, cookie = login(interface)
+    session = interface.open_session(cookie)
+    session["user"]["name"] = "Bob"
+    assert interface.save_session(session) is not None
+    assert interface.open_session(cookie)["user"]["name"] == "Bob"
+
+
+# --- the stored document ---
+
+def test_the_document_has_connect_mongos_shape(interface, mongo):
+    session, _ = login(interface)
+    doc, data = stored(mongo)
+    assert set(doc) == {"_id", "expires", "session"}
+    assert doc["_id"] == session.id
+    assert sessions.to_timestamp(doc["expires"]) == T0 + 7 * 3600
+    assert data["user"] == {"name": "Ann", "isLoggedIn": True}
+    assert data["cookie"] == {"originalMaxAge": 7 * 3600 * 1000, "expires": "2027-01-15T15:00:00.000Z",
+                              "secure": False, "httpOnly": True, "path": "/", "sameSite": "lax"}
+    assert data["absoluteExpires"] == "2027-01-16T08:00:00.000Z"
+
+
+def test_an_empty_new_session_is_not_stored(interface, counted):
+    assert interface.save_session(interface.open_session(None)) is None
+    assert counted.calls == []
+
+
+def test_save_uninitialized_stores_empty_sessions(make_interface, mongo):
+    interface = make_interface(save_uninitialized=True)
+    assert interface.save_session(interface.open_session(None)) is not None
+    assert mongo.count_documents({}) == 1
+
+
+def test_data_that_is_not_json_is_refused(interface, mongo):
+    session = interface.open_session(None)
+    session["when"] = object()
+    with pytest.raises(sessions.SessionDataError, match="must be JSON"):
+        interface.save_session(session)
+    assert mongo.count_documents({}) == 0
+
+
+def test_nan_is_not_json(interface):
+    session = interface.open_session(None)
+    session["x"] = float("nan")
+    with pytest.raises(sessions.SessionDataError):
+        interface.save_session(session)
+
+
+def test_data_over_the_cap_is_refused(make_interface, mongo):
+    interface = make_interface(max_size=1024)
+    session = interface.open_session(None)
+    session["blob"] = "x" * 1024
+    with pytest.raises(sessions.SessionDataError, match="over the 1024-byte cap"):
+        interface.save_session(session)
+    assert mongo.count_documents({}) == 0
+
+
+def test_the_default_cap_is_64_kib(interface):
+    session = interface.open_session(None)
+    session["blob"] = "x" * (64 * 1024)
+    with pytest.raises(sessions.SessionDataError):
+        interface.save_session(session)
+
+
+@pytest.mark.parametrize("key", sessions.RESERVED_KEYS)
+def test_reserved_keys_are_refused(interface, key):
+    session = interface.open_session(None)
+    session[key] = 1
+    with pytest.raises(sessions.SessionDataError, match="reserved"):
+        interface.save_session(session)
+
+
+# --- opening: a bad cookie or document is "no session" ---
+
+@pytest.mark.parametrize("bad", ["not json", "[1, 2]", "null", '"text"', "{"])
+def test_a_document_whose_session_is_not_a_json_object_is_no_session(interface, mongo, bad):
+    session, cookie = login(interface)
+    mongo.update_one({"_id": session.id}, {"$set": {"session": bad}})
+    assert interface.open_session(cookie).is_new
+
+
+def test_a_document_without_fields_is_no_session(interface, mongo):
+    session, cookie = login(interface)
+    mongo.update_one({"_id": session.id}, {"$unset": {"session": ""}})
+    assert interface.open_session(cookie).is_new
+
+
+def test_an_unsigned_id_is_no_session(interface):
+    session, _ = login(interface)
+    assert interface.open_session(f"example.sid={session.id}").is_new
+
+
+def test_an_unknown_id_is_no_session_and_gets_a_fresh_id(interface):
+    cookie = "example.sid=s%3A" + sessions.sign("never-issued", SECRET)
+    session = interface.open_session(cookie)
+    assert session.is_new and session.id != "never-issued"
+
+
+# --- regenerate, destroy, touch ---
+
+def test_regenerate_issues_a_new_id_and_deletes_the_old(interface, mongo):
+    old, cookie = login(interface)
+    session = interface.open_session(cookie)
+    session.regenerate()
+    session["user"] = {"name": "Zed", "isLoggedIn": True}
+    header = interface.save_session(session)
+    assert session.id != old.id
+    assert mongo.find_one({"_id": old.id}) is None
+    assert mongo.find_one({"_id": session.id}) is not None
+    assert interface.open_session(cookie).is_new
+    assert interface.open_session(cookie_value(header))["user"]["name"] == "Zed"
+
+
+def test_regenerate_starts_empty(interface):
+    _, cookie = login(interface)
+    session = interface.open_session(cookie)
+    session.regenerate()
+    assert dict(session) == {}
+
+
+def test_destroy_deletes_and_expires_the_cookie(interface, mongo):
+    _, cookie = login(interface)
+    session = interface.open_session(cookie)
+    session.destroy()
+    header = interface.save_session(session)
+    assert mongo.count_documents({}) == 0
+    assert header.startswith("example.sid=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; ")
+
+
+def test_destroying_a_new_session_touches_no_store(interface, counted):
+    session = interface.open_session(None)
+    session.destroy()
+    assert interface.save_session(session).startswith("example.sid=;")
+    assert counted.calls == []
+
+
+def test_clearing_uses_the_path_and_domain_it_was_set_with(make_interface):
+    interface = make_interface(cookie_path="/app", cookie_domain="example.com")
+    session = interface.open_session(None)
+    session["a"] = 1
+    assert "; Domain=example.com; Path=/app;" in interface.save_session(session)
+    session.destroy()
+    assert "; Domain=example.com; Path=/app;" in interface.save_session(session)
+
+
+def test_rolling_sends_the_cookie_on_every_response(make_interface, counted):
+    interface = make_interface(rolling=True)
+    _, cookie = login(interface)
+    counted.calls.clear()
+    assert interface.save_session(interface.open_session(cookie)) is not None
+    assert counted.writes() == 0
+
+
+def test_resave_rewrites_an_unchanged_session(make_interface, counted):
+    interface = make_interface(resave=True)
+    _, cookie = login(interface)
+    counted.calls.clear()
+    interface.save_session(interface.open_session(cookie))
+    assert counted.writes() == 1
+
+
+# --- https and the Secure attribute ---
+
+@pytest.mark.parametrize("mode, https, secure", [
+    ("auto", True, True), ("auto", False, False), (True, False, True), (False, True, False)])
+def test_secure_attribute(make_interface, mongo, mode, https, secure):
+    interface = make_interface(cookie_secure=mode)
+    session = interface.open_session(None)
+    session["a"] = 1
+    header = interface.save_session(session, https=https)
+    assert ("; Secure" in header) is secure
+    assert stored(mongo)[1]["cookie"]["secure"] is secure
