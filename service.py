@@ -115,8 +115,8 @@ MONGO_DEFAULTS = {"w": "majority", "timeoutMS": 5000}
 
 def open_mongo_collection(url, name):
     try:
-        given = parse_uri(url)["options"]
-        client = pymongo.MongoClient(url, **{k: v for k, v in MONGO_DEFAULTS.items() if k not in given})
+        given = {key.lower() for key in parse_uri(url)["options"]}  # URL option names are case-insensitive
+        client = pymongo.MongoClient(url, **{k: v for k, v in MONGO_DEFAULTS.items() if k.lower() not in given})
     except (PyMongoError, ValueError) as exc:
         raise ConfigError(f"MONGO_URL is not a usable MongoDB URL: {exc}") from None
     return client.get_default_database(default="sessions")[name]

@@ -9,7 +9,7 @@ import service
 import sessions
 
 SECRET = "test-secret"
-T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z, a fixed "now"
+T0 = 4_102_444_800.0  # 2100-01-01T00:00:00Z: a fixed "now", later than any real one (cookie jars use real time)
 
 
 class Clock:

@@ -1,0 +1,255 @@
+"""The HTTP API through webtest and mongomock: every route, every error."""
+
+import json
+
+import pytest
+
+import sessions
+from conftest import SECRET, DownCollection, cookie_value
+
+
+def login(client, name="Alice", **kwargs):
+    return client.post_json("/", {"name": name}, **kwargs)
+
+
+def sid_of(response):
+    value = cookie_value(response.headers["Set-Cookie"]).split("=", 1)[1]
+    return sessions.unsign(sessions.parse_cookie_header("x=" + value)["x"][2:], [SECRET])
+
+
+# --- the seed flow ---
+
+def test_login_then_name_then_logout(client, mongo):
+    assert login(client).json == {"name": "Alice"}
+    assert client.get("/name").json == {"name": "Alice"}
+    assert client.post("/logout").json == {"loggedOut": True}
+    assert client.get("/name", status=404).json == {"error": "not logged in"}
+    assert mongo.count_documents({}) == 0
+
+
+def test_login_stores_the_user(client, mongo):
+    response = login(client, "  Bob  ")
+    assert response.json == {"name": "Bob"}  # trimmed
+    data = json.loads(mongo.find_one({"_id": sid_of(response)})["session"])
+    assert data["user"] == {"name": "Bob", "isLoggedIn": True}
+
+
+def test_login_with_a_form(client):
+    assert client.post("/", {"name": "Carol"}).json == {"name": "Carol"}
+    assert client.get("/name").json == {"name": "Carol"}
+
+
+def test_login_issues_a_new_id(client, mongo):
+    first = sid_of(login(client, "Ann"))
+    second = sid_of(login(client, "Ann"))
+    assert first != second
+    assert [d["_id"] for d in mongo.find()] == [second]  # the old session is gone
+
+
+def test_a_planted_session_id_is_not_kept_at_login(make_client, interface, mongo):
+    # An attacker's session, planted in the victim's browser (session fixation).
+    planted = interface.open_session(None)
+    planted["user"] = {"name": "Mallory", "isLoggedIn": True}
+    planted_cookie = cookie_value(interface.save_session(planted))
+    victim = make_client()
+    response = victim.post_json("/", {"name": "Victim"}, headers={"Cookie": planted_cookie})
+    assert sid_of(response) != planted.id
+    assert mongo.find_one({"_id": planted.id}) is None
+
+
+def test_logout_without_a_session_is_200_and_clears_the_cookie(client, counted):
+    response = client.post("/logout")
+    assert response.status_int == 200
+    assert response.headers["Set-Cookie"].startswith("example.sid=; Path=/; Expires=Thu, 01 Jan 1970")
+    assert counted.calls == []
+
+
+# --- GET /name is 404 for every kind of missing session ---
+
+def test_name_without_a_cookie_is_404_with_no_store_work(client, counted):
+    assert client.get("/name", status=404).json["error"]
+    assert counted.calls == []
+
+
+@pytest.mark.parametrize("cookie", [
+    "example.sid=garbage",
+    "example.sid=s%3Aabc",
+    "example.sid=s%3Aabc.bad-signature",
+    "example.sid=" + "s%3A" + sessions.sign("unknown-id", "another-secret"),
+])
+def test_name_with_a_bad_cookie_is_404_and_nothing_is_stored(client, counted, cookie):
+    response = client.get("/name", headers={"Cookie": cookie}, status=404)
+    assert "Set-Cookie" not in response.headers
+    assert counted.calls == []
+
+
+def test_name_with_an_unknown_session_is_404(client, counted):
+    cookie = "example.sid=s%3A" + sessions.sign("unknown-id", SECRET)
+    client.get("/name", headers={"Cookie": cookie}, status=404)
+    assert counted.writes() == 0
+
+
+def test_name_of_an_expired_session_is_404(client, clock):
+    login(client)
+    clock.advance(7 * 3600)
+    client.get("/name", status=404)
+
+
+def test_name_of_a_session_without_a_user_is_404_not_500(make_client, interface):
+    session = interface.open_session(None)
+    session["cart"] = ["apples"]
+    cookie = cookie_value(interface.save_session(session))
+    make_client().get("/name", headers={"Cookie": cookie}, status=404)
+
+
+def test_a_json_valued_neighbour_cookie_does_not_hide_the_session(client):
+    response = login(client)
+    cookie = 'analytics={"a":[1,2]}; ' + cookie_value(response.headers["Set-Cookie"])
+    client.cookiejar.clear()
+    assert client.get("/name", headers={"Cookie": cookie}).json == {"name": "Alice"}
+
+
+# --- bad input changes nothing ---
+
+BAD_LOGINS = [
+    ({"params": "{not json", "content_type": "application/json"}, 400),
+    ({"params": json.dumps({}), "content_type": "application/json"}, 400),
+    ({"params": json.dumps({"name": ""}), "content_type": "application/json"}, 400),
+    ({"params": json.dumps({"name": "   "}), "content_type": "application/json"}, 400),
+    ({"params": json.dumps({"name": 42}), "content_type": "application/json"}, 400),
+    ({"params": json.dumps({"name": ["a"]}), "content_type": "application/json"}, 400),
+    ({"params": json.dumps({"name": "x" * 101}), "content_type": "application/json"}, 400),
+    ({"params": json.dumps(["Alice"]), "content_type": "application/json"}, 400),
+    ({"params": b"\xff\xfe", "content_type": "application/json"}, 400),
+    ({"params": "name=", "content_type": "application/x-www-form-urlencoded"}, 400),
+    ({"params": "other=1", "content_type": "application/x-www-form-urlencoded"}, 400),
+    ({"params": json.dumps({"name": "x" * 17000}), "content_type": "application/json"}, 413),
+    ({"params": "Alice", "content_type": "text/plain"}, 415),
+    ({"params": "name=Alice", "extra_environ": {"CONTENT_TYPE": ""}}, 415),  # no content type at all
+]
+
+
+@pytest.mark.parametrize("request_kwargs, status", BAD_LOGINS)
+def test_bad_login_is_rejected_and_changes_nothing(client, mongo, request_kwargs, status):
+    login(client, "Alice")
+    before = list(mongo.find())
+    response = client.post("/", status=status, **request_kwargs)
+    assert response.content_type == "application/json" and response.json["error"]
+    assert "Set-Cookie" not in response.headers
+    assert list(mongo.find()) == before
+    assert client.get("/name").json == {"name": "Alice"}
+
+
+def test_a_name_of_exactly_100_characters_is_accepted(client):
+    assert login(client, "é" * 100).json == {"name": "é" * 100}
+
+
+def test_a_chunked_body_over_the_limit_is_413(client):
+    body = json.dumps({"name": "x" * 17000}).encode()
+    client.post("/", body, headers={"Content-Type": "application/json"},
+                extra_environ={"CONTENT_LENGTH": ""}, status=413)
+
+
+# --- every error is JSON ---
+
+@pytest.mark.parametrize("method, path, status", [
+    ("GET", "/nowhere", 404), ("PUT", "/name", 405), ("GET", "/logout", 405), ("DELETE", "/", 405)])
+def test_unknown_routes_answer_json(client, method, path, status):
+    response = client.request(path, method=method, status=status)
+    assert response.content_type == "application/json"
+    assert response.json["error"]
+
+
+def test_an_unexpected_error_is_a_json_500_without_details(make_client, monkeypatch):
+    client = make_client()
+    monkeypatch.setattr(sessions.SessionInterface, "open_session", lambda *a: 1 / 0)
+    response = client.get("/name", status=500, expect_errors=True)
+    assert response.json == {"error": "internal server error"}
+
+
+# --- caching and cookies ---
+
+@pytest.mark.parametrize("path", ["/name", "/logout"])
+def test_session_responses_are_not_cacheable(client, path):
+    login(client)
+    response = client.request(path, method="GET" if path == "/name" else "POST")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Vary"] == "Cookie"
+
+
+def test_login_response_is_not_cacheable(client):
+    response = login(client)
+    assert response.headers["Cache-Control"] == "no-store" and response.headers["Vary"] == "Cookie"
+
+
+def test_the_cookie_attributes(client):
+    header = login(client).headers["Set-Cookie"]
+    assert header.startswith("example.sid=s%3A")
+    attributes = header.split("; ")[1:]
+    assert attributes == ["Path=/", "Expires=Fri, 01 Jan 2100 07:00:00 GMT", "Max-Age=25200", "HttpOnly", "SameSite=Lax"]
+    assert "Secure" not in header  # plain http, COOKIE_SECURE=auto
+
+
+def test_secure_when_the_request_came_over_https(client):
+    assert "; Secure" in login(client, extra_environ={"wsgi.url_scheme": "https"}).headers["Set-Cookie"]
+
+
+@pytest.mark.parametrize("trust_proxy, secure", [(True, True), (False, False)])
+def test_x_forwarded_proto_counts_only_behind_a_trusted_proxy(make_client, trust_proxy, secure):
+    client = make_client(trust_proxy=trust_proxy)
+    response = login(client, headers={"X-Forwarded-Proto": "https"})
+    assert ("; Secure" in response.headers["Set-Cookie"]) is secure
+
+
+def test_reading_a_session_sends_no_cookie_and_writes_nothing(client, counted):
+    login(client)
+    counted.calls.clear()
+    response = client.get("/name")
+    assert "Set-Cookie" not in response.headers
+    assert counted.calls == ["find_one"]
+
+
+def test_reading_after_the_touch_interval_extends_the_cookie(client, clock, counted):
+    login(client)
+    clock.advance(7 * 3600 / 10)
+    counted.calls.clear()
+    response = client.get("/name")
+    assert "Max-Age=25200" in response.headers["Set-Cookie"]
+    assert counted.calls == ["find_one", "update_one"]
+
+
+# --- health and the store failing ---
+
+def test_healthz_does_no_store_work(client, counted):
+    assert client.get("/healthz").json == {"status": "ok"}
+    assert counted.calls == []
+
+
+def test_readyz_pings_the_store(client):
+    assert client.get("/readyz").json == {"status": "ready"}
+
+
+def test_readyz_with_a_down_store_is_503(make_client):
+    assert make_client(collection=DownCollection()).get("/readyz", status=503).json["error"]
+
+
+def test_logout_with_a_down_store_is_503_and_keeps_the_cookie(make_client, client):
+    cookie = cookie_value(login(client).headers["Set-Cookie"])
+    down = make_client(collection=DownCollection())
+    response = down.post("/logout", headers={"Cookie": cookie}, status=503)
+    assert response.json["error"] and "Set-Cookie" not in response.headers
+
+
+def test_login_with_a_down_store_is_503_not_200(make_client):
+    response = make_client(collection=DownCollection()).post_json("/", {"name": "A"}, status=503)
+    assert "Set-Cookie" not in response.headers
+
+
+def test_name_with_a_cookie_and_a_down_store_is_503(make_client, client):
+    cookie = cookie_value(login(client).headers["Set-Cookie"])
+    down = make_client(collection=DownCollection())
+    assert down.get("/name", headers={"Cookie": cookie}, status=503).json["error"]
+
+
+def test_healthz_stays_200_with_a_down_store(make_client):
+    make_client(collection=DownCollection()).get("/healthz", status=200)
