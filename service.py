@@ -306,8 +306,10 @@ def serve(app, host, port, store_kind, ready=None):
     server.del_channel()  # stop listening; connections already accepted go on
     server.socket.close()
     deadline = time.monotonic() + DRAIN_FOR
+    # In flight: a request partly received (ch.request), queued or running
+    # (ch.requests), or a response not yet sent (ch.total_outbufs_len).
     while time.monotonic() < deadline and any(
-            isinstance(ch, HTTPChannel) and (ch.requests or ch.total_outbufs_len)
+            isinstance(ch, HTTPChannel) and (ch.request or ch.requests or ch.total_outbufs_len)
             for ch in list(server._map.values())):
         wasyncore.loop(timeout=0.05, map=server._map, count=1)
     server.task_dispatcher.shutdown(timeout=1)
