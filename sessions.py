@@ -298,7 +298,7 @@ class MongoStore:
 
 # --- The request lifecycle ---
 
-MERGE_ATTEMPTS = 5
+MERGE_ATTEMPTS = 10  # each round one writer wins, so this many concurrent writers always finish
 _MISSING = object()
 
 
@@ -377,9 +377,11 @@ class SessionInterface:
 
     def _replace(self, session, now, secure):
         """Save a changed session without losing a concurrent request's change:
-        compare-and-set on the stored JSON; on a clash re-read, keep their value
-        for every top-level key we did not change, and try again (bounded)."""
-        base = json.loads(session._snapshot)
+        compare-and-set on the stored JSON; on a clash re-read, apply our own
+        changes (top-level keys, found once against the load) to their
+        version, and try again (bounded)."""
+        base, ours = json.loads(session._snapshot), json.loads(_dump(session))
+        changed = {key for key in set(base) | set(ours) if base.get(key, _MISSING) != ours.get(key, _MISSING)}
         if session.absolute_expires is None:
             session.absolute_expires = now + self.options.absolute_timeout
         for _ in range(MERGE_ATTEMPTS):
@@ -391,16 +393,10 @@ class SessionInterface:
             doc = self.store.load(session.id, now)
             if doc is None:
                 raise SessionConflict("the session ended (logout or expiry) while this request was changing it")
-            theirs = json.loads(doc["session"])
-            ours = json.loads(_dump(session))
-            for key in set(base) | set(ours):
-                if base.get(key, _MISSING) != ours.get(key, _MISSING):  # we changed it: ours wins
-                    if key in ours:
-                        theirs[key] = ours[key]
-                    else:
-                        theirs.pop(key, None)
+            theirs = {k: v for k, v in json.loads(doc["session"]).items() if k not in RESERVED_KEYS}
             session.clear()
-            session.update({k: v for k, v in theirs.items() if k not in RESERVED_KEYS})
+            session.update({k: v for k, v in theirs.items() if k not in changed})
+            session.update({k: ours[k] for k in changed if k in ours})
             session.stored = doc["session"]
         raise SessionConflict(f"the session kept changing under this request ({MERGE_ATTEMPTS} attempts)")
 

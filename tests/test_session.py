@@ -219,3 +219,36 @@ def test_secure_attribute(make_interface, mongo, mode, https, secure):
     header = interface.save_session(session, https=https)
     assert ("; Secure" in header) is secure
     assert stored(mongo)[1]["cookie"]["secure"] is secure
+
+
+# --- concurrent changes (the threaded version runs against the wire server in test_wire.py) ---
+
+class InterferingStore(sessions.MongoStore):
+    """Runs the next queued 'other request' just before each compare-and-set."""
+
+    def __init__(self, collection, others):
+        super().__init__(collection)
+        self.others = others
+
+    def replace(self, *args):
+        if self.others:
+            self.others.pop(0)()
+        return super().replace(*args)
+
+
+def test_a_merge_keeps_only_our_own_changes_across_retries(interface, mongo, clock):
+    _, cookie = login(interface, {"x": 5})
+
+    def other_request_sets_x(value):
+        def run():
+            session = interface.open_session(cookie)
+            session["x"] = value
+            interface.save_session(session)
+        return run
+
+    others = [other_request_sets_x(6), other_request_sets_x(7)]
+    ours = sessions.SessionInterface(InterferingStore(mongo, others), interface.options, clock=clock)
+    session = ours.open_session(cookie)  # loads x=5
+    session["y"] = 1
+    ours.save_session(session)  # clashes twice: x became 6, then 7, between our tries
+    assert interface.open_session(cookie) == {"x": 7, "y": 1}
