@@ -9,6 +9,7 @@ are sessions.py; this file is wiring: settings, the store, routes, serving.
 """
 
 import functools
+import html
 import json
 import logging
 import math
@@ -190,6 +191,83 @@ def read_name(environ):
     return name.strip()
 
 
+# --- The teaching page ---
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sessions, seen from the server</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>
+body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #222 }}
+.panel {{ background: #f5f5f2; border: 1px solid #ddd; border-radius: 6px; padding: 0 1rem 1rem; margin-top: 2rem }}
+code, pre {{ font: 14px ui-monospace, monospace }} pre {{ white-space: pre-wrap; word-break: break-all }}
+.error {{ color: #a00 }} dt {{ font-weight: 600 }} dd {{ margin: 0 0 .6rem }}
+</style></head><body><h1>Sessions, seen from the server</h1>
+{body}
+<section class="panel"><h2>What the server sees</h2>
+{panel}
+<p>JavaScript on this page cannot read the session cookie: it is <code>HttpOnly</code>.
+Ids and signatures show only their first 6 characters, because a script could read a
+full id from the page and replay it, which would undo HttpOnly.</p></section>
+</body></html>"""
+
+
+def prefers_html(accept):
+    """True if the Accept header ranks text/html above application/json (a browser's form post)."""
+    def quality(kind):
+        best = 0.0
+        for item in accept.split(","):
+            media, _, params = item.strip().partition(";")
+            q = params.strip()[2:] if params.strip().startswith("q=") else "1"
+            if media.strip() in (kind, kind.split("/")[0] + "/*", "*/*"):
+                best = max(best, float(q) if q.replace(".", "", 1).isdigit() else 0.0)
+        return best
+    return quality("text/html") > quality("application/json")
+
+
+def short(text):
+    return html.escape(text[:6]) + "&hellip;"
+
+
+def duration(seconds):
+    minutes = int(max(0, seconds)) // 60
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def teaching_page(interface, session, cookie_header, error=None):
+    """The visitor's own session, as the server sees it.  Everything is escaped."""
+    user = session.get("user") if isinstance(session.get("user"), dict) else {}
+    name = user.get("name") if user.get("isLoggedIn") else None
+    if name:
+        body = (f'<p>Signed in as <strong>{html.escape(str(name))}</strong>.</p>'
+                '<form method="post" action="/logout"><button>Log out</button></form>')
+    else:
+        body = ('<form method="post" action="/"><label>Your name <input name="name" maxlength="100" '
+                'required autofocus></label> <button>Sign in</button></form>')
+    if error:
+        body = f'<p class="error" role="alert">{html.escape(error)}</p>' + body
+    options, now = interface.options, interface.clock()
+    raw = sessions.parse_cookie_header(cookie_header).get(options.cookie_name)
+    if raw is None:
+        panel = "<p>Your browser sent no session cookie.</p>"
+    else:
+        sid, _, signature = raw[2:].rpartition(".") if raw.startswith("s:") else ("", "", "")
+        verified = sessions.unsign(raw[2:], options.secrets) is not None if raw.startswith("s:") else False
+        panel = (f"<dl><dt>Cookie <code>{html.escape(options.cookie_name)}</code> as sent</dt>"
+                 f"<dd><code>s:</code> prefix &middot; id <code>{short(sid)}</code> &middot; "
+                 f"signature <code>{short(signature)}</code> &mdash; "
+                 f"{'the signature verified' if verified else 'the signature did not verify'}</dd>")
+        if session.is_new:
+            panel += "<dt>Stored document</dt><dd>none: this cookie names no live session</dd></dl>"
+        else:
+            absolute = (f"ends in {duration(session.absolute_expires - now)} however active"
+                        if session.absolute_expires else "unknown (written by another service)")
+            panel += (f"<dt>Stored document</dt><dd><pre>{{ _id: &quot;{short(session.id)}&quot;,\n"
+                      f"  expires: ISODate(&quot;{sessions.to_iso(session.expires)}&quot;),\n"
+                      f"  session: '{html.escape(session.stored)}' }}</pre></dd>"
+                      f"<dt>Lifetimes</dt><dd>idle: gone in {duration(session.expires - now)} unless used; "
+                      f"absolute: {absolute}</dd></dl>")
+    return PAGE.format(body=body, panel=panel)
+
+
 def make_app(interface, *, trust_proxy=False):
     """The Bottle app: the seed's three routes plus health checks."""
     app = bottle.Bottle()
@@ -226,19 +304,38 @@ def make_app(interface, *, trust_proxy=False):
             return result
         return wrapper
 
+    def see_other():
+        """After a browser's form post: back to the page (POST/redirect/GET)."""
+        bottle.response.status = 303
+        bottle.response.set_header("Location", "/")
+        return ""
+
+    @app.get("/")
+    @with_session
+    def page(session):
+        return teaching_page(interface, session, bottle.request.environ.get("HTTP_COOKIE"))
+
     @app.post("/")
     @with_session
     def login(session):
-        name = read_name(bottle.request.environ)
+        environ = bottle.request.environ
+        browser = prefers_html(environ.get("HTTP_ACCEPT", ""))
+        try:
+            name = read_name(environ)
+        except bottle.HTTPError as error:
+            if not browser:
+                raise
+            bottle.response.status = error.status_code
+            return teaching_page(interface, session, environ.get("HTTP_COOKIE"), error=error.body)
         session.regenerate()  # a new id at login: a planted id is worth nothing (session fixation)
         session["user"] = {"name": name, "isLoggedIn": True}
-        return {"name": name}
+        return see_other() if browser else {"name": name}
 
     @app.post("/logout")
     @with_session
     def logout(session):
         session.destroy()
-        return {"loggedOut": True}
+        return see_other() if prefers_html(bottle.request.environ.get("HTTP_ACCEPT", "")) else {"loggedOut": True}
 
     @app.get("/name")
     @with_session
