@@ -28,6 +28,13 @@ Fault injection (a command MongoDB does not have)
 handshake with a hung server, so use ``send_command`` below (raw OP_MSG, no
 handshake) or ``ServerProcess.set_fault`` to switch a fault off.
 
+Command counting (another command MongoDB does not have), for benchmarks
+    ``{testCounters: "get"}``    answer ``{counts: {command name: n}}`` since the last reset
+    ``{testCounters: "reset"}``  answer the same, then start again from zero
+Handshake and monitoring commands (hello, isMaster, ping, endSessions) and
+the test commands themselves are not counted. ``ServerProcess.counters``
+sends it without a driver.
+
 THIS IS NOT MONGODB. Gaps met while building it:
 - Every result is returned in the first batch with cursor id 0; ``batchSize``
   is ignored and ``getMore`` always fails with CursorNotFound (43). A reply
@@ -126,6 +133,9 @@ DEFAULT_TTL_MONITOR = 60.0  # seconds, mongod's ttlMonitorSleepSecs
 OP_MSG = 2013
 MORE_TO_COME = 1 << 1  # OP_MSG flag: the client expects no reply
 FAULT_MODES = ("off", "hang", "drop")
+COUNTER_ACTIONS = ("get", "reset")
+# Not counted by testCounters: what drivers send on their own, whatever the app does.
+UNCOUNTED = {"hello", "isMaster", "ismaster", "ping", "endSessions", "testFault", "testCounters"}
 HERE = os.path.abspath(__file__)
 
 # Commands that change data; the data file is rewritten after each of them.
@@ -587,6 +597,7 @@ class WireServer:
     def __init__(self, backend, port=0):
         self.backend = backend
         self.fault = "off"
+        self._counts, self._counts_lock = {}, threading.Lock()  # command name -> n, for testCounters
         # request_timeout only matters for mockupdb's queue, which we never use.
         self._mockup = MockupDB(port=port or None, request_timeout=int(1e6))
         self._mockup.autoresponds(self._handle)
@@ -620,6 +631,9 @@ class WireServer:
         if name == "testFault":
             request.replies(self._set_fault(cmd["testFault"]))
             return
+        if name == "testCounters":
+            request.replies(self._counters(cmd["testCounters"]))
+            return
         if self.fault == "hang":
             return
         if self.fault == "drop":
@@ -631,6 +645,9 @@ class WireServer:
             reply = CommandError(352, "UnsupportedOpQueryCommand",
                                  f"Unsupported OP_QUERY command: {name}").reply()
         else:
+            if name not in UNCOUNTED:
+                with self._counts_lock:
+                    self._counts[name] = self._counts.get(name, 0) + 1
             reply = self.backend.run(request.namespace, cmd)
         if isinstance(request, OpMsg) and request.flags & MORE_TO_COME:
             return  # w:0, the client reads no reply
@@ -642,6 +659,16 @@ class WireServer:
                                 f"got {mode!r}").reply()
         previous, self.fault = self.fault, mode
         return {"ok": 1, "was": previous}
+
+    def _counters(self, action):
+        if action not in COUNTER_ACTIONS:
+            return CommandError(2, "BadValue", f"testCounters must be one of {COUNTER_ACTIONS}, "
+                                f"got {action!r}").reply()
+        with self._counts_lock:
+            counts = dict(self._counts)
+            if action == "reset":
+                self._counts.clear()
+        return {"ok": 1, "counts": counts}
 
 
 # --- Command line ---
@@ -732,6 +759,14 @@ class ServerProcess:
         reply = send_command(self.port, {"testFault": mode}, timeout=timeout)
         if not reply.get("ok"):
             raise RuntimeError(f"testFault {mode!r} failed: {reply}")
+
+    def counters(self, reset=False, timeout=5.0):
+        """Commands served since the last reset, by name ({"find": 2, ...});
+        with reset=True the count starts again from zero."""
+        reply = send_command(self.port, {"testCounters": "reset" if reset else "get"}, timeout=timeout)
+        if not reply.get("ok"):
+            raise RuntimeError(f"testCounters failed: {reply}")
+        return dict(reply["counts"])
 
     def stop(self, timeout=10.0):
         """SIGTERM, wait up to timeout seconds, then SIGKILL."""
