@@ -216,10 +216,11 @@ class Session(dict):
     found by comparing a JSON snapshot taken at load with one taken at save,
     so nested edits (session["cart"].append(...)) count too."""
 
-    def __init__(self, sid, data=(), *, is_new, expires=None, absolute_expires=None, stored=None):
+    def __init__(self, sid, data=(), *, is_new, expires=None, absolute_expires=None, stored=None, replaces=None):
         super().__init__(data)
         self.id = sid
         self.is_new = is_new
+        self.replaces = replaces  # a verified id whose document could not be read
         self.expires = expires  # epoch seconds, as stored
         self.absolute_expires = absolute_expires  # epoch seconds, or None if unknown
         self.stored = stored  # the stored 'session' JSON string, for compare-and-set
@@ -238,14 +239,16 @@ class Session(dict):
     def regenerate(self):
         """Start afresh under a new id; the old one is deleted at save.
         OWASP: renew the id when privilege changes (login), against fixation."""
-        if not self.is_new and self.old_id is None:
-            self.old_id = self.id
+        if self.old_id is None:
+            self.old_id = self.replaces if self.is_new else self.id
         self.clear()
         self.id, self.is_new, self.stored = new_id(), True, None
         self.expires = self.absolute_expires = None
 
     def destroy(self):
         """End the session: delete it from the store and expire the cookie."""
+        if self.old_id is None and self.is_new:
+            self.old_id = self.replaces
         self.clear()
         self.destroyed = True
 
@@ -319,11 +322,16 @@ class SessionInterface:
         try:
             data = json.loads(doc["session"])
             expires = to_timestamp(doc["expires"])
-            absolute = data.pop("absoluteExpires", None)
-            absolute = from_iso(absolute) if absolute is not None else None
             data.pop("cookie", None)
+            absolute = data.pop("absoluteExpires", None)
         except (TypeError, KeyError, ValueError, AttributeError):
-            return Session(new_id(), is_new=True)  # no document, or one we cannot read
+            # No document, or one we cannot read: start afresh, but a logout or
+            # login still deletes the document this verified cookie names.
+            return Session(new_id(), is_new=True, replaces=sid if doc else None)
+        try:
+            absolute = from_iso(absolute)
+        except (TypeError, ValueError, AttributeError):
+            absolute = None  # missing or not ours (another service wrote it): no deadline known yet
         return Session(sid, data, is_new=False, expires=expires, absolute_expires=absolute, stored=doc["session"])
 
     def save_session(self, session, https=False):

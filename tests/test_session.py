@@ -252,3 +252,30 @@ def test_a_merge_keeps_only_our_own_changes_across_retries(interface, mongo, clo
     session["y"] = 1
     ours.save_session(session)  # clashes twice: x became 6, then 7, between our tries
     assert interface.open_session(cookie) == {"x": 7, "y": 1}
+
+
+# --- documents another service wrote ---
+
+def test_an_unreadable_document_is_left_alone_by_a_plain_request(interface, mongo):
+    session, cookie = login(interface)
+    mongo.update_one({"_id": session.id}, {"$set": {"session": "{not json"}})
+    assert interface.save_session(interface.open_session(cookie)) is None
+    assert mongo.find_one({"_id": session.id})["session"] == "{not json"
+
+
+@pytest.mark.parametrize("end", [sessions.Session.destroy, sessions.Session.regenerate])
+def test_logout_or_login_deletes_the_unreadable_document_the_cookie_names(interface, mongo, end):
+    session, cookie = login(interface)
+    mongo.update_one({"_id": session.id}, {"$set": {"session": "{not json"}})
+    fresh = interface.open_session(cookie)
+    end(fresh)
+    interface.save_session(fresh)
+    assert mongo.find_one({"_id": session.id}) is None
+
+
+def test_a_foreign_absolute_expires_means_no_known_deadline(interface, mongo):
+    session, cookie = login(interface)
+    doc = json.loads(mongo.find_one()["session"])
+    mongo.update_one({}, {"$set": {"session": json.dumps({**doc, "absoluteExpires": 1234})}})
+    loaded = interface.open_session(cookie)
+    assert not loaded.is_new and loaded.absolute_expires is None and "absoluteExpires" not in loaded
