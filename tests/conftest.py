@@ -1,6 +1,8 @@
 """Shared fixtures: a clock to step, a store that counts what it is asked, apps."""
 
 import os
+import threading
+import time
 
 import mongomock
 import pymongo.errors
@@ -124,3 +126,14 @@ def skip_unless(reason):
     if os.environ.get("CI"):
         pytest.fail(f"CI must provide this: {reason}")
     pytest.skip(reason)
+
+
+def run_threads(target, arguments, timeout=60):
+    """Run target(argument) in one thread per argument and wait for all (bounded)."""
+    threads = [threading.Thread(target=target, args=(a,)) for a in arguments]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "threads still running after the timeout"

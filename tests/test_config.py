@@ -1,11 +1,10 @@
 """Configuration from the environment: defaults, and one clear error per bad value."""
 
-import threading
-
 import pytest
 
 import service
 import sessions
+from conftest import run_threads
 
 
 def test_defaults():
@@ -109,9 +108,5 @@ def test_the_embedded_collection_serialises_calls():
         except Exception as exc:  # pragma: no cover - the failure being tested for
             errors.append(exc)
 
-    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    run_threads(hammer, range(8), timeout=30)
     assert errors == [] and collection.count_documents({}) == 0

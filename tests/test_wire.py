@@ -23,6 +23,7 @@ import pymongo
 import pytest
 
 import sessions
+from conftest import run_threads
 from realhttp import ServiceProcess
 from wireserver import start_nx27017, start_wire_server
 
@@ -208,11 +209,7 @@ def test_32_concurrent_clients_each_see_only_their_own_session(service):
             if statuses != [200, 200, 200, 404] or steps[1].json() != {"name": name}:
                 problems.append((name, statuses, steps[1].body))
 
-    threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(32)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(90)
+    run_threads(client_loop, range(32), timeout=90)
     assert problems == []
 
 
@@ -262,11 +259,7 @@ def test_threads_changing_their_own_keys_lose_nothing(interface, cookie):
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    run_threads(worker, range(8))
     assert errors == []
     final = interface.open_session(cookie)
     assert {k: v for k, v in final.items() if k.startswith("key-")} == {f"key-{n}": 9 for n in range(8)}
@@ -274,15 +267,10 @@ def test_threads_changing_their_own_keys_lose_nothing(interface, cookie):
 
 
 def test_writes_to_the_same_key_end_in_one_of_the_values(interface, cookie, db):
-    sessions_ = [interface.open_session(cookie) for _ in range(6)]
-    threads = []
-    for n, session in enumerate(sessions_):
+    loaded = [interface.open_session(cookie) for _ in range(6)]
+    for n, session in enumerate(loaded):
         session["colour"] = f"colour-{n}"
-        threads.append(threading.Thread(target=interface.save_session, args=(session,)))
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    run_threads(interface.save_session, loaded, timeout=30)
     [doc] = db.find()
     assert json.loads(doc["session"])["colour"] in {f"colour-{n}" for n in range(6)}
 
