@@ -12,8 +12,8 @@ import functools
 import html
 import json
 import logging
-import math
 import os
+import re
 import secrets
 import signal
 import sys
@@ -66,17 +66,12 @@ def settings_from_env(env):
         value = env.get(name, "").strip()
         return value if value else default
 
-    def seconds(name, default):
+    def seconds(name, default):  # the range is checked by sessions.Options
         raw = get(name)
-        if raw is None:
-            return default
         try:
-            value = float(raw)
+            return default if raw is None else float(raw)
         except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < 0:
-            raise ConfigError(f"{name} must be a non-negative number of seconds, got {raw!r}")
-        return value
+            raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
 
     def choice(name, default, choices):
         raw = get(name, default).lower()
@@ -101,7 +96,7 @@ def settings_from_env(env):
         raise ConfigError(f"{ENV_OF_OPTION.get(exc.option, exc.option)}: {exc}") from None
     return Settings(host=get("HOST", "127.0.0.1"), port=int(port), mongo_url=get("MONGO_URL"),
                     collection=get("SESSION_COLLECTION", "sessions"),
-                    trust_proxy=choice("TRUST_PROXY", "0", {"0": False, "1": True, "false": False, "true": True}),
+                    trust_proxy=choice("TRUST_PROXY", "0", {"0": False, "1": True}),
                     random_secret=secret is None, options=options)
 
 
@@ -159,15 +154,15 @@ def purge_periodically(store, stop, every=PURGE_EVERY, clock=time.time):
 
 
 def is_https(environ, trust_proxy):
-    if environ.get("wsgi.url_scheme") == "https":
-        return True
     # X-Forwarded-Proto is set by whoever sends the request: believe it only behind our own proxy.
     forwarded = environ.get("HTTP_X_FORWARDED_PROTO", "") if trust_proxy else ""
-    return forwarded.split(",")[0].strip().lower() == "https"
+    return environ.get("wsgi.url_scheme") == "https" or forwarded.split(",")[0].strip().lower() == "https"
 
 
 def read_name(environ):
     """The login name from a JSON or form body, trimmed; abort with 400/413/415 otherwise."""
+    # Refuse by the declared length before reading, and count what is read too:
+    # a chunked body declares none.
     length = environ.get("CONTENT_LENGTH") or "0"
     if length.isdigit() and int(length) > MAX_BODY:
         bottle.abort(413, f"the body must be at most {MAX_BODY} bytes")
@@ -183,9 +178,11 @@ def read_name(environ):
             fields = json.loads(text)
         else:
             fields = {k: v[0] for k, v in urllib.parse.parse_qs(text, keep_blank_values=True).items()}
-    except ValueError:  # bad UTF-8 or bad JSON
+        name = fields.get("name") if isinstance(fields, dict) else None
+        if isinstance(name, str):
+            name.encode("utf-8")  # a lone surrogate (JSON allows "\\ud800") could not be sent back
+    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, JSON nested too deep
         bottle.abort(400, "the body is not valid " + ("JSON" if kind == "application/json" else "form data"))
-    name = fields.get("name") if isinstance(fields, dict) else None
     if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME:
         bottle.abort(400, f"name must be a string of 1 to {MAX_NAME} characters")
     return name.strip()
@@ -210,17 +207,40 @@ full id from the page and replay it, which would undo HttpOnly.</p></section>
 </body></html>"""
 
 
+_QVALUE = re.compile(r"0(\.\d{0,3})?|1(\.0{0,3})?")  # RFC 9110 section 12.4.2
+
+
 def prefers_html(accept):
     """True if the Accept header ranks text/html above application/json (a browser's form post)."""
     def quality(kind):
         best = 0.0
-        for item in accept.split(","):
+        for item in accept.lower().split(","):
             media, _, params = item.strip().partition(";")
             q = params.strip()[2:] if params.strip().startswith("q=") else "1"
             if media.strip() in (kind, kind.split("/")[0] + "/*", "*/*"):
-                best = max(best, float(q) if q.replace(".", "", 1).isdigit() else 0.0)
+                best = max(best, float(q) if _QVALUE.fullmatch(q) else 0.0)
         return best
     return quality("text/html") > quality("application/json")
+
+
+def browser():
+    # Raw environ, not bottle's get_header(): that one fails on a header that is not UTF-8.
+    return prefers_html(bottle.request.environ.get("HTTP_ACCEPT", ""))
+
+
+def refuse_cross_site():
+    """SameSite=Lax keeps the cookie off other sites' form posts, but a browser
+    still stores the Set-Cookie of the answer: another site could log a visitor
+    in as someone else, or out (login CSRF).  Refuse what the browser says came
+    from elsewhere (OWASP CSRF Cheat Sheet: Fetch Metadata, then Origin)."""
+    environ = bottle.request.environ
+    site, origin = environ.get("HTTP_SEC_FETCH_SITE"), environ.get("HTTP_ORIGIN")
+    if site is not None:
+        foreign = site not in ("same-origin", "none")
+    else:
+        foreign = origin is not None and urllib.parse.urlsplit(origin).netloc != environ.get("HTTP_HOST")
+    if foreign:
+        bottle.abort(403, "cross-site form posts are refused")
 
 
 def short(text):
@@ -275,7 +295,8 @@ def make_app(interface, *, trust_proxy=False):
     def json_error(error):
         bottle.response.content_type = "application/json"
         bottle.response.set_header("Cache-Control", "no-store")
-        if error.status_code >= 500 and error.status_code != 503:
+        bottle.response.set_header("Vary", "Cookie")  # abort() replaced the headers with_session set
+        if error.exception is not None:  # not an abort(): an unexpected exception
             log.error("unhandled error: %r", error.exception)
             return json.dumps({"error": "internal server error"})
         return json.dumps({"error": error.body})
@@ -293,7 +314,9 @@ def make_app(interface, *, trust_proxy=False):
             try:
                 session = interface.open_session(environ.get("HTTP_COOKIE"))
                 result = route(session, *args, **kwargs)
-                cookie = interface.save_session(session, https=is_https(environ, trust_proxy))
+                # An error answer stores nothing: a bad request changes nothing already stored.
+                ok = bottle.response.status_code < 400
+                cookie = interface.save_session(session, https=is_https(environ, trust_proxy)) if ok else None
             except PyMongoError as exc:
                 log.warning("session store unavailable: %s", type(exc).__name__)
                 bottle.abort(503, "the session store is unavailable; try again shortly")
@@ -318,24 +341,25 @@ def make_app(interface, *, trust_proxy=False):
     @app.post("/")
     @with_session
     def login(session):
+        refuse_cross_site()
         environ = bottle.request.environ
-        browser = prefers_html(environ.get("HTTP_ACCEPT", ""))
         try:
             name = read_name(environ)
         except bottle.HTTPError as error:
-            if not browser:
+            if not browser():
                 raise
             bottle.response.status = error.status_code
             return teaching_page(interface, session, environ.get("HTTP_COOKIE"), error=error.body)
         session.regenerate()  # a new id at login: a planted id is worth nothing (session fixation)
         session["user"] = {"name": name, "isLoggedIn": True}
-        return see_other() if browser else {"name": name}
+        return see_other() if browser() else {"name": name}
 
     @app.post("/logout")
     @with_session
     def logout(session):
+        refuse_cross_site()
         session.destroy()
-        return see_other() if prefers_html(bottle.request.environ.get("HTTP_ACCEPT", "")) else {"loggedOut": True}
+        return see_other() if browser() else {"loggedOut": True}
 
     @app.get("/name")
     @with_session
@@ -382,20 +406,16 @@ def with_access_log(app):
 # --- Serving ---
 
 
-def serve(app, host, port, store_kind, ready=None):
-    """Serve with waitress until SIGINT/SIGTERM, then stop accepting, let
-    in-flight requests finish (at most DRAIN_FOR seconds) and return."""
+def serve(app, host, port, store_kind, stopping):
+    """Serve with waitress until `stopping` is set (SIGINT/SIGTERM), then stop
+    accepting, let in-flight requests finish (at most DRAIN_FOR seconds) and return."""
     from waitress import wasyncore
     from waitress.channel import HTTPChannel
     from waitress.server import create_server
 
-    server = create_server(app, host=host, port=port)
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
+    # Waitress buffers a whole body before the app sees it: cap it well above MAX_BODY.
+    server = create_server(app, host=host, port=port, max_request_body_size=64 * MAX_BODY)
     log.info("listening on http://%s:%s (store: %s)", server.effective_host, server.effective_port, store_kind)
-    if ready:
-        ready(server.effective_port)
     while not stopping.is_set():
         wasyncore.loop(timeout=0.5, map=server._map, count=1)
 
@@ -416,6 +436,9 @@ def serve(app, host, port, store_kind, ready=None):
 def main(env=os.environ):
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("waitress").setLevel(logging.WARNING)  # our own startup and access lines suffice
+    stopping = threading.Event()  # set by SIGINT/SIGTERM, from the first moment on: exit 0, no traceback
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
     try:
         settings = settings_from_env(env)
         if settings.mongo_url:
@@ -431,15 +454,16 @@ def main(env=os.environ):
     try:
         store.ensure_indexes()
     except PyMongoError as exc:
-        log.error("cannot reach MongoDB to ensure the TTL index on 'expires': %s", type(exc).__name__)
+        if stopping.is_set():
+            return 0
+        log.error("could not ensure the TTL index on 'expires': %s: %s", type(exc).__name__, exc)
         return 1
-    stop_purging = threading.Event()
     if not settings.mongo_url:
         log.warning("no MONGO_URL: sessions are kept in memory and lost when the process stops")
-        threading.Thread(target=purge_periodically, args=(store, stop_purging), daemon=True).start()
+        threading.Thread(target=purge_periodically, args=(store, stopping), daemon=True).start()
     app = make_app(sessions.SessionInterface(store, settings.options), trust_proxy=settings.trust_proxy)
-    serve(with_access_log(app), settings.host, settings.port, kind)
-    stop_purging.set()
+    if not stopping.is_set():
+        serve(with_access_log(app), settings.host, settings.port, kind, stopping)
     return 0
 
 

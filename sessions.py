@@ -23,6 +23,7 @@ Standard library only: the store takes any pymongo-compatible collection.
 """
 
 import base64
+import email.utils
 import hashlib
 import hmac
 import json
@@ -78,12 +79,15 @@ class Options:
     touch_after: float | None = None  # seconds between expiry-only writes; None: max_age / 10
     save_uninitialized: bool = False  # store sessions nobody put data in (express's default is true)
     resave: bool = False  # rewrite unchanged sessions on every request
-    rolling: bool = False  # send the cookie on every response that uses the session
+    rolling: bool = False  # resend the cookie (with the stored expiry, unlike express) on every response
     max_size: int = 64 * 1024  # bytes of session JSON
 
     def __post_init__(self):
         def fail(name, rule, value):
             raise OptionError(name, f"must be {rule}, got {value!r}")
+
+        def number(value, low, high):  # bool is an int in Python; not here
+            return not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value < high
 
         keys = (self.secrets,) if isinstance(self.secrets, str) else self.secrets
         if not keys or not all(isinstance(s, str) and s for s in keys):
@@ -91,25 +95,23 @@ class Options:
         object.__setattr__(self, "secrets", tuple(keys))
         if not isinstance(self.cookie_name, str) or not _TOKEN.match(self.cookie_name):
             fail("cookie_name", "an RFC 6265 token (letters, digits, !#$%&'*+-.^_`|~)", self.cookie_name)
-        if not isinstance(self.cookie_path, str) or not self.cookie_path.startswith("/") or ";" in self.cookie_path:
-            fail("cookie_path", "a path starting with '/' and without ';'", self.cookie_path)
+        if not isinstance(self.cookie_path, str) or not re.fullmatch(r"/[\x20-\x3a\x3c-\x7e]*", self.cookie_path):
+            fail("cookie_path", "a path starting with '/', printable ASCII without ';' (RFC 6265)", self.cookie_path)
         if self.cookie_domain is not None and not re.fullmatch(r"[A-Za-z0-9.-]+", self.cookie_domain):
             fail("cookie_domain", "a host name or None", self.cookie_domain)
         if self.cookie_secure not in (True, False, "auto"):
             fail("cookie_secure", "True, False or 'auto'", self.cookie_secure)
         for name in ("max_age", "absolute_timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 10**9:
-                fail(name, "a positive number of seconds", value)
+            if not number(getattr(self, name), 1e-3, 1e9):
+                fail(name, "a positive number of seconds", getattr(self, name))
         if self.touch_after is None:
             object.__setattr__(self, "touch_after", self.max_age / 10)
-        t = self.touch_after
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < self.max_age:
-            fail("touch_after", f"a number of seconds from 0 to less than max_age ({self.max_age})", t)
+        if not number(self.touch_after, 0, self.max_age):
+            fail("touch_after", f"a number of seconds from 0 to less than max_age ({self.max_age})", self.touch_after)
         for name in ("save_uninitialized", "resave", "rolling"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "True or False", getattr(self, name))
-        if isinstance(self.max_size, bool) or not isinstance(self.max_size, int) or self.max_size < 256:
+        if not number(self.max_size, 256, 2**31) or not isinstance(self.max_size, int):
             fail("max_size", "a whole number of bytes, at least 256", self.max_size)
 
 
@@ -142,19 +144,23 @@ def new_id():
 # --- Cookie parsing and formatting ---
 
 
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
 def parse_cookie_header(header):
-    """Parse a Cookie header as Node's `cookie` module does: split on ';',
-    the first occurrence of a name wins, values are URL-decoded when they can be.
-    A malformed pair is skipped, never fatal, so it cannot hide its neighbours."""
+    """Parse a Cookie header as Node's `cookie` module (0.7) does: split on ';',
+    trim spaces and tabs, the first occurrence of a name wins, values are
+    URL-decoded when they can be.  A malformed pair is skipped, never fatal,
+    so it cannot hide its neighbours."""
     cookies = {}
     for pair in (header or "").split(";"):
         name, eq, value = pair.partition("=")
-        name, value = name.strip(), value.strip()
+        name, value = name.strip(" \t"), value.strip(" \t")
         if not eq or not name or name in cookies:
             continue
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
-        if "%" in value:
+        if "%" in value and not _BAD_ESCAPE.search(value):
             try:
                 value = urllib.parse.unquote(value, errors="strict")
             except UnicodeDecodeError:
@@ -164,13 +170,16 @@ def parse_cookie_header(header):
 
 
 def _http_date(timestamp):
-    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(timestamp))
+    return email.utils.formatdate(timestamp, usegmt=True)  # English names whatever the locale
+
+
+_URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone, as express-session does
 
 
 def format_set_cookie(name, value, *, max_age, expires, path="/", domain=None, secure=False):
     """Build a Set-Cookie header value.  HttpOnly: page scripts cannot read the id.
     SameSite=Lax: other sites' forms and fetches do not carry it (CSRF)."""
-    parts = [f"{name}={urllib.parse.quote(value, safe=chr(39) + '-_.!~*()')}"]  # encodeURIComponent
+    parts = [f"{name}={urllib.parse.quote(value, safe=_URI_SAFE)}"]
     if domain:
         parts.append(f"Domain={domain}")
     parts += [f"Path={path}", f"Expires={_http_date(expires)}", f"Max-Age={max(0, int(max_age))}", "HttpOnly"]
@@ -208,7 +217,10 @@ def from_iso(text):
 
 
 def _dump(data):
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+    try:
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SessionDataError(f"session data must be JSON (str keys; str, number, bool, None, list, dict): {exc}") from None
 
 
 class Session(dict):
@@ -233,28 +245,31 @@ class Session(dict):
     def modified(self):
         try:
             return _dump(self) != self._snapshot
-        except (TypeError, ValueError):
+        except SessionDataError:
             return True  # not JSON any more: save() reports it
 
     def regenerate(self):
         """Start afresh under a new id; the old one is deleted at save.
         OWASP: renew the id when privilege changes (login), against fixation."""
-        if self.old_id is None:
-            self.old_id = self.replaces if self.is_new else self.id
+        self._retire_id()
         self.clear()
         self.id, self.is_new, self.stored = new_id(), True, None
         self.expires = self.absolute_expires = None
 
     def destroy(self):
         """End the session: delete it from the store and expire the cookie."""
-        if self.old_id is None and self.is_new:
-            self.old_id = self.replaces
+        self._retire_id()
         self.clear()
         self.destroyed = True
 
     def touch(self):
         """Extend the idle expiry at save even if the touch interval has not passed."""
         self.touched = True
+
+    def _retire_id(self):
+        """Mark the stored id this request started with for deletion at save."""
+        if self.old_id is None:
+            self.old_id = self.replaces if self.is_new else self.id
 
 
 # --- The store ---
@@ -332,6 +347,9 @@ class SessionInterface:
             absolute = from_iso(absolute)
         except (TypeError, ValueError, AttributeError):
             absolute = None  # missing or not ours (another service wrote it): no deadline known yet
+        if absolute is not None and absolute <= self.clock():
+            # OWASP: the absolute timeout ends the session, whoever extended 'expires' (say connect-mongo's touch).
+            return Session(new_id(), is_new=True, replaces=sid)
         return Session(sid, data, is_new=False, expires=expires, absolute_expires=absolute, stored=doc["session"])
 
     def save_session(self, session, https=False):
@@ -340,9 +358,8 @@ class SessionInterface:
         now, opts = self.clock(), self.options
         secure = https if opts.cookie_secure == "auto" else opts.cookie_secure
         if session.destroyed:
-            for sid in (session.old_id, None if session.is_new else session.id):
-                if sid:
-                    self.store.delete(sid)
+            if session.old_id:
+                self.store.delete(session.old_id)
             # Clear with the same Path/Domain it was set with, or the browser keeps it.
             return format_set_cookie(opts.cookie_name, "", max_age=0, expires=0, path=opts.cookie_path,
                                      domain=opts.cookie_domain, secure=secure)

@@ -49,12 +49,23 @@ def site():
     process.kill()
 
 
+def submit(browser, form_action):
+    """Click the form's button and wait until the next page has replaced this one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+    old_page = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.CSS_SELECTOR, f'form[action="{form_action}"] button').click()
+    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(old_page))
+    WebDriverWait(browser, 15).until(lambda b: b.execute_script("return document.readyState") == "complete")
+
+
 def sign_in(browser, name):
     from selenium.webdriver.common.by import By
     field = browser.find_element(By.NAME, "name")
     field.clear()
     field.send_keys(name)
-    browser.find_element(By.CSS_SELECTOR, 'form[action="/"] button').click()
+    submit(browser, "/")
 
 
 def page_text(browser):
@@ -87,7 +98,7 @@ def test_a_visitor_signs_in_stays_in_and_signs_out(browser, site, tmp_path):
     assert cookie["value"].startswith("s%3A") and "expiry" in cookie
 
     # Sign out: the form again, and the cookie gone from the jar.
-    browser.find_element(By.CSS_SELECTOR, 'form[action="/logout"] button').click()
+    submit(browser, "/logout")
     assert "Your browser sent no session cookie." in page_text(browser)
     assert browser.find_element(By.NAME, "name")
     assert [c for c in browser.get_cookies() if c["name"] == "example.sid"] == []

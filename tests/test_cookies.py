@@ -19,6 +19,10 @@ CASES = [
     ("junk; a=1", {"a": "1"}),
     ("=novalue; a=1", {"a": "1"}),
     ("a=", {"a": ""}),
+    ("\xa0a=1; a=2", {"\xa0a": "1", "a": "2"}),  # Node trims only spaces and tabs
+    ("\ta=1\t", {"a": "1"}),
+    ("a=s%3Aid%zz", {"a": "s%3Aid%zz"}),  # a bad escape: decodeURIComponent throws, the raw value stays
+    ('a="half', {"a": '"half'}),
 ]
 
 

@@ -80,6 +80,13 @@ def test_the_absolute_timeout_holds_under_continuous_activity(interface, cookie,
     assert interface.open_session(cookie).is_new
 
 
+def test_the_absolute_timeout_holds_even_if_another_writer_extended_expires(interface, cookie, clock, mongo):
+    # connect-mongo's touch sets expires = now + maxAge and knows nothing of our deadline.
+    mongo.update_one({}, {"$set": {"expires": sessions.to_datetime(T0 + 10 * ABSOLUTE)}})
+    clock.advance(ABSOLUTE)
+    assert interface.open_session(cookie).is_new
+
+
 def test_the_cookie_never_outlives_the_absolute_timeout(interface, cookie, clock):
     while clock.now < T0 + ABSOLUTE - 100:  # keep it active up to 100 s before the deadline
         clock.advance(50)

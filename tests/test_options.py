@@ -17,6 +17,8 @@ BAD = [
     ({"cookie_name": "bad name"}, "cookie_name"),
     ({"cookie_name": "a;b"}, "cookie_name"),
     ({"cookie_path": "relative"}, "cookie_path"),
+    ({"cookie_path": "/a\r\nSet-Cookie: x=1"}, "cookie_path"),  # header injection
+    ({"cookie_path": "/a;b"}, "cookie_path"),
     ({"cookie_domain": "a b"}, "cookie_domain"),
     ({"cookie_secure": "yes"}, "cookie_secure"),
     ({"max_age": 0}, "max_age"),

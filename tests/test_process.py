@@ -84,3 +84,22 @@ def test_an_invalid_setting_stops_startup_with_one_line(env, variable):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and variable in lines[0]
+
+
+def test_sigterm_while_waiting_for_an_unreachable_mongodb_exits_0():
+    import os
+    import subprocess
+    import sys
+    from realhttp import ROOT, free_port
+    url = f"mongodb://127.0.0.1:{free_port()}/app?timeoutMS=3000"  # nothing listens there
+    child = subprocess.Popen([sys.executable, os.path.join(ROOT, "service.py")], env={**os.environ, "MONGO_URL": url},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)  # inside ensure_indexes, waiting for the server
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=15)
+        assert child.returncode == 0 and "Traceback" not in stderr
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate(timeout=10)

@@ -253,3 +253,70 @@ def test_name_with_a_cookie_and_a_down_store_is_503(make_client, client):
 
 def test_healthz_stays_200_with_a_down_store(make_client):
     make_client(collection=DownCollection()).get("/healthz", status=200)
+
+
+# --- hostile input found in review ---
+
+def test_json_nested_too_deep_is_a_400(client):
+    response = client.post("/", "[" * 5000, content_type="application/json", status=400)
+    assert response.json["error"] == "the body is not valid JSON"
+
+
+def test_a_lone_surrogate_name_is_a_400(client, mongo):
+    client.post("/", '{"name": "\\ud800"}', content_type="application/json", status=400)
+    assert mongo.count_documents({}) == 0
+
+
+@pytest.mark.parametrize("accept", ["text/html;q=\xb2", "text/html;q=1e3", ";;,,", "text/html;q="])
+def test_an_odd_accept_header_is_no_500(client, accept):
+    assert client.post_json("/", {"name": "A"}, headers={"Accept": accept}).json == {"name": "A"}
+
+
+def test_media_types_in_accept_are_case_insensitive(client):
+    client.post("/", {"name": "A"}, headers={"Accept": "Text/HTML"}, status=303)
+
+
+@pytest.mark.parametrize("headers", [
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},
+    {"Origin": "https://evil.example"},  # an older browser: no Fetch Metadata, but an Origin
+])
+def test_a_cross_site_form_post_is_refused(client, mongo, headers):
+    client.post("/", {"name": "Victim"})
+    before = list(mongo.find())
+    for path in ("/", "/logout"):
+        response = client.post(path, {"name": "Attacker"}, headers=headers, status=403)
+        assert "Set-Cookie" not in response.headers and response.json["error"]
+    assert list(mongo.find()) == before
+    assert client.get("/name").json == {"name": "Victim"}
+
+
+@pytest.mark.parametrize("headers", [{}, {"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"},
+                                     {"Origin": "http://localhost:80"}])
+def test_same_origin_posts_and_api_clients_are_served(client, headers):
+    assert client.post_json("/", {"name": "A"}, headers=headers).json == {"name": "A"}
+
+
+@pytest.mark.parametrize("path, kwargs", [("/name", {}), ("/nowhere", {})])
+def test_error_answers_vary_on_the_cookie_too(client, path, kwargs):
+    response = client.get(path, status=404)
+    assert response.headers["Vary"] == "Cookie" and response.headers["Cache-Control"] == "no-store"
+
+
+def test_a_503_varies_on_the_cookie(make_client):
+    response = make_client(collection=DownCollection()).get("/readyz", status=503)
+    assert response.headers["Vary"] == "Cookie"
+
+
+def test_a_failed_form_login_writes_nothing_even_when_a_touch_is_due(client, clock, counted):
+    login(client)
+    clock.advance(3000)  # past the touch interval
+    counted.calls.clear()
+    response = client.post("/", {"name": " "}, headers={"Accept": "text/html"}, status=400)
+    assert "Set-Cookie" not in response.headers
+    assert counted.writes() == 0 and counted.deletes() == 0
+
+
+def test_a_cookie_header_that_is_not_utf8_is_no_session(client, counted):
+    client.get("/name", headers={"Cookie": "example.sid=s%3A\xff\xfe.\xff; other=\xe9"}, status=404)
+    assert counted.calls == []

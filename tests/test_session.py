@@ -88,6 +88,24 @@ def test_data_that_is_not_json_is_refused(interface, mongo):
     assert mongo.count_documents({}) == 0
 
 
+@pytest.mark.parametrize("value", [{1, 2}, object(), b"bytes"])
+def test_a_loaded_session_refuses_data_that_is_not_json(interface, mongo, value):
+    _, cookie = login(interface)
+    session = interface.open_session(cookie)
+    session["bad"] = value
+    with pytest.raises(sessions.SessionDataError, match="must be JSON"):
+        interface.save_session(session)
+    assert "bad" not in mongo.find_one()["session"]
+
+
+def test_mixed_key_types_are_refused_clearly(interface):
+    _, cookie = login(interface)
+    session = interface.open_session(cookie)
+    session[1] = "one"
+    with pytest.raises(sessions.SessionDataError):
+        interface.save_session(session)
+
+
 def test_nan_is_not_json(interface):
     session = interface.open_session(None)
     session["x"] = float("nan")
