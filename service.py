@@ -118,12 +118,28 @@ def open_mongo_collection(url, name):
     return client.get_default_database(default="sessions")[name]
 
 
-class LockedCollection:
-    """mongomock is not thread-safe and waitress serves on several threads:
-    let one call into the collection run at a time."""
+class EmbeddedCollection:
+    """The embedded store: a mongomock collection, made safe and fast for sessions.
+
+    mongomock is not thread-safe and waitress serves on several threads, so one
+    call runs at a time.  mongomock also answers every query by scanning every
+    document (a read would cost milliseconds with thousands of sessions);
+    session queries always name one _id, so that document is looked up
+    directly, as MongoDB's _id index does, and mongomock's own matcher checks
+    the rest of the filter.  (mongomock internals: pinned in requirements.txt.)"""
 
     def __init__(self, collection):
+        from mongomock.filtering import filter_applies
         self._collection, self._lock = collection, threading.Lock()
+        scan = collection._iter_documents
+
+        def by_id(query):
+            sid = query.get("_id") if isinstance(query, dict) else None
+            if not isinstance(sid, str):
+                return scan(query)
+            document = collection._store._documents.get(sid)
+            return iter([document] if document is not None and filter_applies(query, document) else [])
+        collection._iter_documents = by_id
 
     def __getattr__(self, name):
         attribute = getattr(self._collection, name)
@@ -138,7 +154,7 @@ class LockedCollection:
 
 def open_embedded_collection(name):
     import mongomock  # only the embedded store needs it
-    return LockedCollection(mongomock.MongoClient().sessions[name])
+    return EmbeddedCollection(mongomock.MongoClient().sessions[name])
 
 
 def purge_periodically(store, stop, every=PURGE_EVERY, clock=time.time):
@@ -451,8 +467,9 @@ def main(env=os.environ):
     if settings.random_secret:
         log.warning("SESSION_SECRET is not set: signing with a random secret; sessions end when the process stops")
     store = sessions.MongoStore(collection)
-    try:
-        store.ensure_indexes()
+    try:  # the embedded store gets none: mongomock's TTL emulation scans every document on every call
+        if settings.mongo_url:
+            store.ensure_indexes()
     except PyMongoError as exc:
         if stopping.is_set():
             return 0

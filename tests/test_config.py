@@ -110,3 +110,25 @@ def test_the_embedded_collection_serialises_calls():
 
     run_threads(hammer, range(8), timeout=30)
     assert errors == [] and collection.count_documents({}) == 0
+
+
+def test_the_embedded_store_looks_sessions_up_by_id_not_by_scanning(monkeypatch):
+    import mongomock.filtering
+    checked = []
+
+    def counting(query, document, *args, **kwargs):
+        checked.append(document["_id"])
+        return real(query, document, *args, **kwargs)
+    real = mongomock.filtering.filter_applies
+    monkeypatch.setattr(mongomock.filtering, "filter_applies", counting)
+    store = sessions.MongoStore(service.open_embedded_collection("sessions"))
+    for n in range(500):
+        store.insert(f"id-{n}", "{}", expires=10_000)
+    checked.clear()
+    assert store.load("id-7", now=5_000)["_id"] == "id-7"
+    assert store.load("id-7", now=20_000) is None  # expired: the filter still applies
+    assert store.replace("id-9", "{}", '{"a":1}', expires=10_000) is True
+    assert store.replace("id-9", "{}", '{"a":2}', expires=10_000) is False  # compare-and-set
+    store.delete("id-3")
+    assert checked == ["id-7", "id-7", "id-9", "id-9", "id-3"]  # one document looked at per call
+    assert store.load("id-3", now=5_000) is None
