@@ -156,7 +156,9 @@ def stored_data(doc):
     assert isinstance(doc["session"], str), doc["session"]
     data = json.loads(doc["session"])
     cookie = data["cookie"]
-    assert cookie["originalMaxAge"] == MAX_AGE * 1000  # milliseconds, express's unit
+    # Milliseconds, express's unit.  express-session computes a new session's
+    # originalMaxAge as expires - Date.now(), a millisecond short when the clock ticks.
+    assert MAX_AGE * 1000 - 5 <= cookie["originalMaxAge"] <= MAX_AGE * 1000
     iso_to_datetime(cookie["expires"])
     assert cookie["httpOnly"] is True and cookie["path"] == "/"
     return data
