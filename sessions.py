@@ -218,12 +218,17 @@ def from_iso(text):
 # --- The session ---
 
 
-def _as_json(data):
-    """data as it will be stored (tuples become lists); SessionDataError if it is not JSON."""
+def _to_json(data):
+    """Compact JSON text, or SessionDataError: never store what will not load back."""
     try:
-        return json.loads(json.dumps(data, allow_nan=False))
+        return json.dumps(data, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise SessionDataError(f"session data must be JSON (str keys; str, number, bool, None, list, dict): {exc}") from None
+        raise SessionDataError(f"session data must be JSON (str, number, bool, None, list, dict): {exc}") from None
+
+
+def _as_json(data):
+    """data as it will be stored and loaded back (tuples become lists)."""
+    return json.loads(_to_json(data))
 
 
 def _copy(value):
@@ -344,14 +349,19 @@ class SessionInterface:
     def __init__(self, store, options, clock=time.time):
         self.store, self.options, self.clock = store, options, clock
 
+    def read_cookie(self, cookie_header):
+        """The session cookie's value as sent (or None), and the id in it if
+        one of our secrets signed it (or None)."""
+        name = self.options.cookie_name
+        raw = parse_cookie_header(cookie_header).get(name) if cookie_header and name in cookie_header else None
+        return raw, unsign(raw[2:], self.options.secrets) if raw and raw.startswith("s:") else None
+
     def open_session(self, cookie_header):
         """Return the request's session, or a new empty one.  This is the one
         place where a bad cookie becomes "no session": missing, unsigned,
         wrongly signed, unknown, expired and unreadable all start afresh."""
-        name = self.options.cookie_name
-        raw = parse_cookie_header(cookie_header).get(name) if cookie_header and name in cookie_header else None
-        sid = unsign(raw[2:], self.options.secrets) if raw and raw.startswith("s:") else None
-        doc = self.store.load(sid, self.clock()) if sid else None  # no cookie, no store work
+        _, sid = self.read_cookie(cookie_header)
+        doc = self.store.load(sid, self.clock()) if sid else None  # no valid cookie, no store work
         try:
             data = json.loads(doc["session"])
             expires = to_timestamp(doc["expires"])
@@ -434,9 +444,10 @@ class SessionInterface:
                 session.stored, session._snapshot = stored, _as_json(session)
                 return
             doc = self.store.load(session.id, now)
-            if doc is None:
-                raise SessionConflict("the session ended (logout or expiry) while this request was changing it")
-            theirs = {k: v for k, v in json.loads(doc["session"]).items() if k not in RESERVED_KEYS}
+            try:
+                theirs = {k: v for k, v in json.loads(doc["session"]).items() if k not in RESERVED_KEYS}
+            except (TypeError, ValueError, AttributeError):  # gone (logout, expiry) or made unreadable
+                raise SessionConflict("the session ended while this request was changing it") from None
             session.clear()
             session.update({k: v for k, v in theirs.items() if k not in changed})
             session.update({k: ours[k] for k in changed if k in ours})
@@ -454,11 +465,7 @@ class SessionInterface:
         if opts.cookie_domain:
             cookie["domain"] = opts.cookie_domain
         cookie.update(path=opts.cookie_path, sameSite="lax")
-        document = {"cookie": cookie, **session, "absoluteExpires": to_iso(session.absolute_expires)}
-        try:
-            stored = json.dumps(document, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise SessionDataError(f"session data must be JSON (str, number, bool, None, list, dict): {exc}") from None
+        stored = _to_json({"cookie": cookie, **session, "absoluteExpires": to_iso(session.absolute_expires)})
         if len(stored.encode()) > opts.max_size:
             raise SessionDataError(f"session data is {len(stored.encode())} bytes, over the {opts.max_size}-byte cap")
         return stored
