@@ -94,8 +94,11 @@ def settings_from_env(env):
             cookie_secure=choice("COOKIE_SECURE", "auto", {"auto": "auto", "true": True, "false": False}))
     except sessions.OptionError as exc:
         raise ConfigError(f"{ENV_OF_OPTION.get(exc.option, exc.option)}: {exc}") from None
-    return Settings(host=get("HOST", "127.0.0.1"), port=int(port), mongo_url=get("MONGO_URL"),
-                    collection=get("SESSION_COLLECTION", "sessions"),
+    collection = get("SESSION_COLLECTION", "sessions")
+    if "$" in collection or "\0" in collection or collection.startswith(("system.", ".")) or collection.endswith("."):
+        raise ConfigError(f"SESSION_COLLECTION must be a MongoDB collection name (no '$', not system.*), "
+                          f"got {collection!r}")
+    return Settings(host=get("HOST", "127.0.0.1"), port=int(port), mongo_url=get("MONGO_URL"), collection=collection,
                     trust_proxy=choice("TRUST_PROXY", "0", {"0": False, "1": True}),
                     random_secret=secret is None, options=options)
 
@@ -436,7 +439,11 @@ def serve(app, host, port, store_kind, stopping):
     from waitress.server import create_server
 
     # Waitress buffers a whole body before the app sees it: cap it well above MAX_BODY.
-    server = create_server(app, host=host, port=port, max_request_body_size=64 * MAX_BODY)
+    try:
+        server = create_server(app, host=host, port=port, max_request_body_size=64 * MAX_BODY)
+    except OSError as exc:  # port in use, no such address
+        log.error("cannot listen on %s:%s: %s", host, port, exc)
+        return False
     log.info("listening on http://%s:%s (store: %s)", server.effective_host, server.effective_port, store_kind)
     while not stopping.is_set():
         wasyncore.loop(timeout=0.5, map=server._map, count=1)
@@ -453,6 +460,7 @@ def serve(app, host, port, store_kind, stopping):
         wasyncore.loop(timeout=0.05, map=server._map, count=1)
     server.task_dispatcher.shutdown(timeout=1)
     wasyncore.close_all(server._map)
+    return True
 
 
 def main(env=os.environ):
@@ -485,8 +493,8 @@ def main(env=os.environ):
         log.warning("no MONGO_URL: sessions are kept in memory and lost when the process stops")
         threading.Thread(target=purge_periodically, args=(store, stopping), daemon=True).start()
     app = make_app(sessions.SessionInterface(store, settings.options), trust_proxy=settings.trust_proxy)
-    if not stopping.is_set():
-        serve(with_access_log(app), settings.host, settings.port, kind, stopping)
+    if not stopping.is_set() and not serve(with_access_log(app), settings.host, settings.port, kind, stopping):
+        return 1
     return 0
 
 

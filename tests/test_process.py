@@ -103,3 +103,15 @@ def test_sigterm_while_waiting_for_an_unreachable_mongodb_exits_0():
         if child.poll() is None:
             child.kill()
             child.communicate(timeout=10)
+
+
+def test_a_port_in_use_is_a_one_line_error_and_exit_1(running):
+    import os
+    import subprocess
+    import sys
+    from realhttp import ROOT
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(running.port)}
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "service.py")], env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{running.port}" in result.stderr and "Traceback" not in result.stderr
