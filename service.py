@@ -8,6 +8,7 @@ is lost on restart.  Sessions themselves (cookie, signing, lifetimes, store)
 are sessions.py; this file is wiring: settings, the store, routes, serving.
 """
 
+import copy
 import functools
 import html
 import json
@@ -143,6 +144,12 @@ class EmbeddedCollection:
             document = collection._store._documents.get(sid)
             return iter([document] if document is not None and filter_applies(query, document) else [])
         collection._iter_documents = by_id
+
+    def find_one(self, query):
+        """The hot path (a read per request): skip mongomock's cursor, same result."""
+        with self._lock:
+            found = next(self._collection._iter_documents(query), None)
+            return copy.deepcopy(found)
 
     def __getattr__(self, name):
         attribute = getattr(self._collection, name)
