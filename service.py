@@ -8,7 +8,6 @@ is lost on restart.  Sessions themselves (cookie, signing, lifetimes, store)
 are sessions.py; this file is wiring: settings, the store, routes, serving.
 """
 
-import copy
 import functools
 import html
 import json
@@ -57,8 +56,7 @@ class Settings:
 
 # Which variable sets which sessions.Options field, to name it in errors.
 ENV_OF_OPTION = {"secrets": "SESSION_SECRET", "cookie_name": "SESSION_COOKIE_NAME", "max_age": "SESSION_MAX_AGE",
-                 "absolute_timeout": "SESSION_ABSOLUTE_TIMEOUT", "touch_after": "SESSION_TOUCH_AFTER",
-                 "cookie_secure": "COOKIE_SECURE"}
+                 "absolute_timeout": "SESSION_ABSOLUTE_TIMEOUT", "touch_after": "SESSION_TOUCH_AFTER"}
 
 
 def settings_from_env(env):
@@ -96,7 +94,7 @@ def settings_from_env(env):
     except sessions.OptionError as exc:
         raise ConfigError(f"{ENV_OF_OPTION.get(exc.option, exc.option)}: {exc}") from None
     collection = get("SESSION_COLLECTION", "sessions")
-    if "$" in collection or "\0" in collection or collection.startswith(("system.", ".")) or collection.endswith("."):
+    if "$" in collection or "\0" in collection or "" in collection.split(".") or collection.startswith("system."):
         raise ConfigError(f"SESSION_COLLECTION must be a MongoDB collection name (no '$', not system.*), "
                           f"got {collection!r}")
     return Settings(host=get("HOST", "127.0.0.1"), port=int(port), mongo_url=get("MONGO_URL"), collection=collection,
@@ -149,7 +147,7 @@ class EmbeddedCollection:
         """The hot path (a read per request): skip mongomock's cursor, same result."""
         with self._lock:
             found = next(self._collection._iter_documents(query), None)
-            return copy.deepcopy(found)
+            return dict(found) if found is not None else None  # a copy: callers only read it
 
     def __getattr__(self, name):
         attribute = getattr(self._collection, name)
@@ -448,7 +446,7 @@ def serve(app, host, port, store_kind, stopping):
     # Waitress buffers a whole body before the app sees it: cap it well above MAX_BODY.
     try:
         server = create_server(app, host=host, port=port, max_request_body_size=64 * MAX_BODY)
-    except OSError as exc:  # port in use, no such address
+    except (OSError, ValueError) as exc:  # port in use, no such address
         log.error("cannot listen on %s:%s: %s", host, port, exc)
         return False
     log.info("listening on http://%s:%s (store: %s)", server.effective_host, server.effective_port, store_kind)
@@ -490,6 +488,7 @@ def main(env=os.environ):
     store = sessions.MongoStore(collection)
     try:  # the embedded store gets none: mongomock's TTL emulation scans every document on every call
         if settings.mongo_url:
+            log.info("ensuring the TTL index on '%s.expires'", settings.collection)
             store.ensure_indexes()
     except PyMongoError as exc:
         if stopping.is_set():

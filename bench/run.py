@@ -486,7 +486,6 @@ SEED_PEER = {  # each server's Node counterpart on the same kind of store
     "Node seed, connect-mongo (wire)": "Node seed, connect-mongo (wire)",
     "Flask-Session (wire)": "Node seed, connect-mongo (wire)",
 }
-WIRE_BACKED = {"service, wire server": "svc", "Node seed, connect-mongo (wire)": "node", "Flask-Session (wire)": "flask"}
 
 
 def parse_duration(text):

@@ -8,10 +8,10 @@ import mongomock
 import pymongo.errors
 import pytest
 import webtest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 # No per-example deadline: a noisy two-core machine must not turn slowness into failures.
-settings.register_profile("steady", deadline=None)
+settings.register_profile("steady", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("steady")
 
 import service

@@ -4,28 +4,24 @@ spoken to over a real socket by a small client that keeps cookies."""
 import http.client
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 
+from wireserver import free_port  # noqa: F401  (one helper for every test that needs a port)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServiceProcess:
     """`python service.py` on 127.0.0.1; stderr is collected line by line."""
 
-    def __init__(self, env=None, port=None, timeout=20):
-        self.port = port or free_port()
-        full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "SESSION_SECRET": "process-secret"}
+    def __init__(self, env=None, port=0, timeout=20):
+        # PORT=0: the service binds a free port itself and logs it (no race with another process).
+        full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "SESSION_SECRET": "process-secret"}
         full_env.update(env or {})
         self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "service.py")], env=full_env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -35,6 +31,8 @@ class ServiceProcess:
         if not self.wait_for_line("listening on", timeout):
             self.kill()
             raise RuntimeError("service did not start:\n" + self.log())
+        listening = next(line for line in self.lines if "listening on" in line)
+        self.port = int(re.search(r"listening on http://[^ ]+:(\d+) ", listening).group(1))
 
     def _collect(self):
         for line in self.proc.stderr:

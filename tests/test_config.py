@@ -41,7 +41,7 @@ def test_every_variable_is_read():
     ("SESSION_MAX_AGE", "abc"), ("SESSION_MAX_AGE", "-5"), ("SESSION_MAX_AGE", "0"), ("SESSION_MAX_AGE", "inf"),
     ("SESSION_ABSOLUTE_TIMEOUT", "nan"), ("SESSION_TOUCH_AFTER", "99999999"), ("SESSION_TOUCH_AFTER", "-1"),
     ("COOKIE_SECURE", "maybe"), ("TRUST_PROXY", "yes please"), ("PORT", "http"), ("PORT", "70000"),
-    ("SESSION_COOKIE_NAME", "has space"), ("SESSION_COLLECTION", "bad$name"), ("SESSION_COLLECTION", "system.x"), ("SESSION_SECRET", "a,,b"), ("MONGO_URL", "http://not-mongo"),
+    ("SESSION_COOKIE_NAME", "has space"), ("SESSION_COLLECTION", "bad$name"), ("SESSION_COLLECTION", "system.x"), ("SESSION_COLLECTION", "a..b"), ("SESSION_SECRET", "a,,b"), ("MONGO_URL", "http://not-mongo"),
 ])
 def test_a_bad_value_names_its_variable(name, value):
     with pytest.raises(service.ConfigError) as caught:

@@ -1,12 +1,18 @@
 """`python service.py` as users run it: a real process, real sockets."""
 
+import os
 import signal
-import threading
+import socket
+import subprocess
+import sys
 import time
+import urllib.parse
 
 import pytest
 
-from realhttp import ServiceProcess
+from realhttp import ROOT, ServiceProcess, free_port
+
+SERVICE = os.path.join(ROOT, "service.py")
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,7 +51,8 @@ def test_access_lines_carry_no_cookie_session_id_or_secret(running):
     log = running.log()
     assert " INFO POST / 200 " in log and " INFO GET /name 200 " in log and " INFO GET /healthz 200 " in log
     cookie = user.jar["example.sid"]
-    for secret in (cookie, cookie[3:35], "process-secret", "token=abc"):
+    sid, _, signature = urllib.parse.unquote(cookie)[2:].rpartition(".")
+    for secret in (cookie, sid, signature, "process-secret", "token=abc"):
         assert secret not in log
 
 
@@ -57,13 +64,20 @@ def test_a_signal_stops_it_cleanly(running, signum):
 
 
 def test_sigterm_lets_a_request_in_flight_finish(running):
-    # A client that has sent half a request: the server must wait for the rest.
-    import socket
     conn = socket.create_connection(("127.0.0.1", running.port), timeout=10)
+    # A whole request first: the server has accepted this connection.
+    conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = b""
+    while not first.endswith(b'{"status": "ok"}'):  # headers and body may come in separate reads
+        chunk = conn.recv(4096)
+        assert chunk, first
+        first += chunk
+    assert first.startswith(b"HTTP/1.1 200")
+    # Then half a request: the server must wait for the rest.
     conn.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n")
-    time.sleep(0.2)  # the server has read the headers and waits for the body
+    time.sleep(0.5)  # let the server read the headers (nothing to observe from outside)
     running.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.6)  # longer than the server's loop tick: it is now draining
+    assert running.wait_for_line("stopping: finishing requests in flight", timeout=10)
     conn.sendall(b'{"name":"Late"} ')
     answer = conn.recv(4096)
     conn.close()
@@ -75,11 +89,7 @@ def test_sigterm_lets_a_request_in_flight_finish(running):
     ({"SESSION_MAX_AGE": "abc"}, "SESSION_MAX_AGE"), ({"COOKIE_SECURE": "sometimes"}, "COOKIE_SECURE"),
     ({"SESSION_ABSOLUTE_TIMEOUT": "-1"}, "SESSION_ABSOLUTE_TIMEOUT")])
 def test_an_invalid_setting_stops_startup_with_one_line(env, variable):
-    import os
-    import subprocess
-    import sys
-    from realhttp import ROOT
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "service.py")], env={**os.environ, **env},
+    result = subprocess.run([sys.executable, SERVICE], env={**os.environ, **env},
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -87,15 +97,12 @@ def test_an_invalid_setting_stops_startup_with_one_line(env, variable):
 
 
 def test_sigterm_while_waiting_for_an_unreachable_mongodb_exits_0():
-    import os
-    import subprocess
-    import sys
-    from realhttp import ROOT, free_port
     url = f"mongodb://127.0.0.1:{free_port()}/app?timeoutMS=3000"  # nothing listens there
-    child = subprocess.Popen([sys.executable, os.path.join(ROOT, "service.py")], env={**os.environ, "MONGO_URL": url},
+    child = subprocess.Popen([sys.executable, SERVICE], env={**os.environ, "MONGO_URL": url},
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1)  # inside ensure_indexes, waiting for the server
+        lines = iter(child.stderr.readline, "")
+        assert any("ensuring the TTL index" in line for line in lines)  # now waiting for the server
         child.send_signal(signal.SIGTERM)
         _, stderr = child.communicate(timeout=15)
         assert child.returncode == 0 and "Traceback" not in stderr
@@ -106,12 +113,16 @@ def test_sigterm_while_waiting_for_an_unreachable_mongodb_exits_0():
 
 
 def test_a_port_in_use_is_a_one_line_error_and_exit_1(running):
-    import os
-    import subprocess
-    import sys
-    from realhttp import ROOT
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(running.port)}
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "service.py")], env=env,
+    result = subprocess.run([sys.executable, SERVICE], env=env,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{running.port}" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "no-such-host.invalid"])
+def test_a_bad_host_is_a_one_line_error_and_exit_1(host):
+    env = {**os.environ, "HOST": host, "PORT": "0"}
+    result = subprocess.run([sys.executable, SERVICE], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"cannot listen on {host}:0" in result.stderr and "Traceback" not in result.stderr

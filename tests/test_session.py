@@ -40,6 +40,17 @@ def test_every_kind_of_edit_is_seen(interface, edit):
     assert session.modified
 
 
+@pytest.mark.parametrize("before, after", [(1, True), (1, 1.0), (0, False), ("1", 1), ([1], (1,))])
+def test_a_change_of_json_type_is_a_change(interface, before, after):
+    # Python says 1 == True == 1.0; JSON (and the next reader) does not.
+    _, cookie = login(interface, {"n": before})
+    session = interface.open_session(cookie)
+    session["n"] = after
+    assert session.modified
+    interface.save_session(session)
+    assert type(interface.open_session(cookie)["n"]) is type(json.loads(json.dumps(after)))
+
+
 def test_setting_the_same_value_is_no_change(interface):
     _, cookie = login(interface)
     session = interface.open_session(cookie)
@@ -116,13 +127,17 @@ def test_nan_is_not_json(interface):
 def test_data_over_the_cap_is_refused(make_interface, mongo):
     interface = make_interface(max_size=1024)
     session = interface.open_session(None)
-    session["blob"] = "x" * 1024
+    session["blob"] = "é" * 400  # 400 characters, but the cap counts UTF-8 bytes
     with pytest.raises(sessions.SessionDataError, match="over the 1024-byte cap"):
         interface.save_session(session)
     assert mongo.count_documents({}) == 0
 
 
-def test_the_default_cap_is_64_kib(interface):
+def test_the_default_cap_is_64_kib(interface, mongo):
+    session = interface.open_session(None)
+    session["blob"] = "x" * (64 * 1024 - 400)  # with the cookie object: just under 64 KiB
+    interface.save_session(session)
+    assert mongo.count_documents({}) == 1
     session = interface.open_session(None)
     session["blob"] = "x" * (64 * 1024)
     with pytest.raises(sessions.SessionDataError):

@@ -15,7 +15,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import threading
 import time
 
@@ -103,9 +102,9 @@ def timed(call):
 def test_an_outage_is_503_and_the_service_recovers_by_itself(tmp_path):
     data = str(tmp_path / "outage.bson")
     wire = start_wire_server(data=data)
-    port = wire.port
-    service = start_service(wire.url + "seed?timeoutMS=2000")  # the configured bound: 2 s
+    port, service = wire.port, None
     try:
+        service = start_service(wire.url + "seed?timeoutMS=2000")  # the configured bound: 2 s
         user = service.client()
         assert user.post("/", {"name": "Before"}).status == 200
         wire.stop()  # the database is gone: connections are refused
@@ -128,7 +127,8 @@ def test_an_outage_is_503_and_the_service_recovers_by_itself(tmp_path):
         assert service.client().get("/readyz").status == 200
         assert SECRET not in service.log() and user.jar["example.sid"] not in service.log()
     finally:
-        service.kill()
+        if service:
+            service.kill()
         wire.kill()
 
 
@@ -153,7 +153,7 @@ def test_a_hung_database_is_503_within_the_timeout(wire):
 
 def test_every_acknowledged_login_survives_kill_9(tmp_path):
     nx = start_nx27017(str(tmp_path / "nx.sqlite"))
-    service = start_service(nx.url + "seed")
+    service = None
     acknowledged, lock, stop = [], threading.Lock(), threading.Event()
 
     def burst(n):
@@ -172,6 +172,7 @@ def test_every_acknowledged_login_survives_kill_9(tmp_path):
                 user.jar.clear()
 
     try:
+        service = start_service(nx.url + "seed")
         threads = [threading.Thread(target=burst, args=(n,)) for n in range(4)]
         for t in threads:
             t.start()
@@ -191,7 +192,8 @@ def test_every_acknowledged_login_survives_kill_9(tmp_path):
             reader.jar = dict(jar)
             assert reader.get("/name").json() == {"name": name}
     finally:
-        service.kill()
+        if service:
+            service.kill()
         nx.kill()
 
 
@@ -297,7 +299,7 @@ def test_sigterm_lets_an_in_flight_request_finish(wire):
         result = {}
         reader = threading.Thread(target=lambda: result.update(r=user.get("/name")))
         reader.start()
-        time.sleep(0.5)
+        time.sleep(1)  # the request reaches the server and waits on the hung store (timeoutMS=3000)
         service.proc.send_signal(signal.SIGTERM)
         reader.join(15)
         assert result["r"].status == 503  # answered in full (the store timed out), not cut off
