@@ -11,9 +11,17 @@ import sys
 import threading
 import time
 
+from child import Child
 from wireserver import free_port  # noqa: F401  (one helper for every test that needs a port)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LISTENING = r"listening on http://\S+:(\d+) "  # the service's startup line; the group is the port
+
+
+def start_service(env=None, timeout=20):
+    """`python service.py` on a free port of 127.0.0.1 (PORT=0), as a Child; env adds to or overrides these."""
+    env = {"HOST": "127.0.0.1", "PORT": "0", "SESSION_SECRET": "process-secret", **(env or {})}
+    return Child([sys.executable, os.path.join(ROOT, "service.py")], env=env, ready=LISTENING, timeout=timeout)
 
 
 class ServiceProcess:
