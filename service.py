@@ -3,13 +3,15 @@
     python service.py          # http://127.0.0.1:4000, embedded in-memory store
 
 Configuration comes from the environment (see README.md).  With MONGO_URL the
-sessions live in MongoDB; without it, in an in-memory mongomock database that
-is lost on restart.  Sessions themselves (cookie, signing, lifetimes, store)
-are sessions.py; this file is wiring: settings, the store, routes, serving.
+sessions live in MongoDB; without it, in this process's memory (lost on
+restart).  Sessions themselves (cookie, signing, lifetimes, stores) are
+sessions.py; this file is wiring: settings, the store, a Bottle plugin that
+gives routes their session, the routes, and serving with waitress.
 """
 
 import functools
-import html
+import inspect
+import ipaddress
 import json
 import logging
 import os
@@ -19,12 +21,13 @@ import signal
 import sys
 import threading
 import time
+import unicodedata
 import urllib.parse
 from dataclasses import dataclass
 
 import bottle
 import pymongo
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 from pymongo.uri_parser import parse_uri
 
 import sessions
@@ -32,9 +35,9 @@ import sessions
 log = logging.getLogger("service")
 
 MAX_BODY = 16 * 1024  # bytes of request body on POST /
-MAX_NAME = 100  # characters, after trimming
-PURGE_EVERY = 60  # seconds between sweeps of expired sessions in the embedded store
+MAX_NAME = 100  # characters, after trimming and NFC normalisation
 DRAIN_FOR = 10  # seconds in-flight requests may take to finish after SIGTERM
+IDLE_TIMEOUT = 30  # seconds a connection may sit idle (waitress's channel_timeout; its default is 120)
 
 # --- Configuration ---
 
@@ -49,7 +52,11 @@ class Settings:
     port: int
     mongo_url: str | None
     collection: str
-    trust_proxy: bool
+    trust_proxy: str | None  # None, "*" (any peer) or the proxy's address: who may set X-Forwarded-Proto
+    threads: int  # waitress worker threads
+    connection_limit: int  # open connections waitress accepts before it stops accepting
+    access_log: bool
+    max_sessions: int | None  # cap of the embedded store; None: no cap
     random_secret: bool  # no SESSION_SECRET was given
     options: sessions.Options
 
@@ -72,15 +79,18 @@ def settings_from_env(env):
         except ValueError:
             raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
 
+    def whole(name, default, low, high):
+        raw = get(name, str(default))
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise ConfigError(f"{name} must be a whole number from {low} to {high}, got {raw!r}")
+        return int(raw)
+
     def choice(name, default, choices):
         raw = get(name, default).lower()
         if raw not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
         return choices[raw]
 
-    port = get("PORT", "4000")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"PORT must be a port number from 0 to 65535, got {port!r}")
     secret = get("SESSION_SECRET")
     keys = [s.strip() for s in secret.split(",")] if secret else [secrets.token_urlsafe(32)]
     try:
@@ -97,94 +107,129 @@ def settings_from_env(env):
     if "$" in collection or "\0" in collection or "" in collection.split(".") or collection.startswith("system."):
         raise ConfigError(f"SESSION_COLLECTION must be a MongoDB collection name (no '$', not system.*), "
                           f"got {collection!r}")
-    return Settings(host=get("HOST", "127.0.0.1"), port=int(port), mongo_url=get("MONGO_URL"), collection=collection,
-                    trust_proxy=choice("TRUST_PROXY", "0", {"0": False, "1": True}),
+    trust = get("TRUST_PROXY", "0")
+    if trust not in ("0", "1"):
+        try:
+            trust = str(ipaddress.ip_address(trust))
+        except ValueError:
+            raise ConfigError(f"TRUST_PROXY must be 0, 1 (any peer) or the proxy's IP address, got {trust!r}") from None
+    return Settings(host=get("HOST", "127.0.0.1"), port=whole("PORT", 4000, 0, 65535), mongo_url=get("MONGO_URL"),
+                    collection=collection, trust_proxy={"0": None, "1": "*"}.get(trust, trust),
+                    threads=whole("THREADS", 8, 1, 256), connection_limit=whole("CONNECTION_LIMIT", 1000, 1, 100_000),
+                    access_log=choice("ACCESS_LOG", "1", {"1": True, "0": False}),
+                    max_sessions=whole("SESSION_MEMORY_MAX_SESSIONS", 1_000_000, 0, 10**9) or None,
                     random_secret=secret is None, options=options)
 
 
 # --- The store ---
 
 # Used where MONGO_URL does not say otherwise.  w=majority: an acknowledged
-# login survives a replica-set failover.  timeoutMS: one bound (milliseconds)
-# on every store operation, server selection and retries included, so an
-# outage becomes a 503 within seconds instead of a hung request.
-MONGO_DEFAULTS = {"w": "majority", "timeoutMS": 5000}
+# login survives a replica-set failover.  Each timeout (milliseconds) bounds one
+# way a request can wait on MongoDB, so an outage is a 503, not a hung request;
+# a timeoutMS in the URL (one bound on everything) replaces all four.
+MONGO_DEFAULTS = {"w": "majority"}
+MONGO_TIMEOUTS = {"connectTimeoutMS": 5000, "serverSelectionTimeoutMS": 5000, "socketTimeoutMS": 5000,
+                  "waitQueueTimeoutMS": 5000}
 
 
 def open_mongo_collection(url, name):
     try:
         given = {key.lower() for key in parse_uri(url)["options"]}  # URL option names are case-insensitive
-        client = pymongo.MongoClient(url, **{k: v for k, v in MONGO_DEFAULTS.items() if k.lower() not in given})
+        defaults = MONGO_DEFAULTS if "timeoutms" in given else {**MONGO_DEFAULTS, **MONGO_TIMEOUTS}
+        client = pymongo.MongoClient(url, **{k: v for k, v in defaults.items() if k.lower() not in given})
     except (PyMongoError, ValueError) as exc:
         raise ConfigError(f"MONGO_URL is not a usable MongoDB URL: {exc}") from None
     return client.get_default_database(default="sessions")[name]
 
 
-class EmbeddedCollection:
-    """The embedded store: a mongomock collection, made safe and fast for sessions.
+class GuardedStore:
+    """A MongoStore that cannot take every thread with it when MongoDB hangs.
 
-    mongomock is not thread-safe and waitress serves on several threads, so one
-    call runs at a time.  mongomock also answers every query by scanning every
-    document (a read would cost milliseconds with thousands of sessions);
-    session queries always name one _id, so that document is looked up
-    directly, as MongoDB's _id index does, and mongomock's own matcher checks
-    the rest of the filter.  (mongomock internals: pinned in requirements.txt.)"""
+    A hung MongoDB holds each request for the whole driver timeout; with every
+    waitress thread waiting, /healthz would queue behind them and an
+    orchestrator would restart a healthy process.  So at most `slots` threads
+    wait on the store (the rest serve requests that need none), a request
+    finds no slot fails at once once a call has hung for `stalled_after`
+    seconds, and after a connection failure or timeout (a circuit breaker,
+    open) requests fail fast while one probe at a time tries the store; the
+    first success closes it.  Errors become sessions.StoreUnavailable (503)."""
 
-    def __init__(self, collection):
-        from mongomock.filtering import filter_applies
-        self._collection, self._lock = collection, threading.Lock()
-        scan = collection._iter_documents
+    def __init__(self, store, slots, stalled_after=1.0, clock=time.monotonic):
+        self.store, self.stalled_after, self.clock = store, stalled_after, clock
+        self._slots = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self._started = {}  # thread id -> when its store call began
+        self._down = self._probing = False
 
-        def by_id(query):
-            sid = query.get("_id") if isinstance(query, dict) else None
-            if not isinstance(sid, str):
-                return scan(query)
-            document = collection._store._documents.get(sid)
-            return iter([document] if document is not None and filter_applies(query, document) else [])
-        collection._iter_documents = by_id
+    def load(self, *args):
+        return self._call(self.store.load, args)
 
-    def find_one(self, query):
-        """The hot path (a read per request): skip mongomock's cursor, same result."""
+    def insert(self, *args):
+        return self._call(self.store.insert, args)
+
+    def compare_and_set(self, *args):
+        return self._call(self.store.compare_and_set, args)
+
+    def touch(self, *args):
+        return self._call(self.store.touch, args)
+
+    def delete(self, *args):
+        return self._call(self.store.delete, args)
+
+    def ping(self):
+        return self._call(self.store.ping, ())
+
+    def _call(self, method, args):
         with self._lock:
-            found = next(self._collection._iter_documents(query), None)
-            return dict(found) if found is not None else None  # a copy: callers only read it
-
-    def __getattr__(self, name):
-        attribute = getattr(self._collection, name)
-        if not callable(attribute):
-            return attribute
-
-        def locked(*args, **kwargs):
-            with self._lock:
-                return attribute(*args, **kwargs)
-        return locked
-
-
-def open_embedded_collection(name):
-    import mongomock  # only the embedded store needs it
-    return EmbeddedCollection(mongomock.MongoClient().sessions[name])
-
-
-def purge_periodically(store, stop, every=PURGE_EVERY, clock=time.time):
-    """The embedded store has no TTL monitor: delete expired sessions every so often."""
-    while not stop.wait(every):
+            probe = self._down and not self._probing
+            if self._down and not probe:
+                raise sessions.StoreUnavailable("the store failed; one request at a time is trying it again")
+            self._probing |= probe
         try:
-            store.purge(clock())
-        except Exception:  # a failed sweep must not end the sweeping
-            log.exception("purging expired sessions failed")
+            while not self._slots.acquire(timeout=0.05):
+                if self._stalled():
+                    raise sessions.StoreUnavailable("every store slot waits on a call that hangs")
+            self._started[threading.get_ident()] = self.clock()
+            try:
+                result = method(*args)
+            finally:
+                del self._started[threading.get_ident()]
+                self._slots.release()
+        except PyMongoError as exc:
+            if isinstance(exc, ConnectionFailure) or exc.timeout:
+                self._down = True
+            raise sessions.StoreUnavailable(type(exc).__name__) from exc
+        finally:
+            if probe:
+                self._probing = False
+        self._down = False
+        return result
+
+    def _stalled(self):
+        oldest = min(self._started.values(), default=None)
+        return oldest is not None and self.clock() - oldest > self.stalled_after
 
 
-# --- HTTP ---
+def open_store(settings):
+    """The store, its name for the startup line, and the work it needs before serving (or None)."""
+    if not settings.mongo_url:
+        return sessions.MemoryStore(max_sessions=settings.max_sessions), "embedded in-memory", None
+    mongo = sessions.MongoStore(open_mongo_collection(settings.mongo_url, settings.collection))
+    return GuardedStore(mongo, slots=max(1, settings.threads - 1)), "mongodb", mongo.ensure_indexes
 
 
-def is_https(environ, trust_proxy):
-    # X-Forwarded-Proto is set by whoever sends the request: believe it only behind our own proxy.
-    forwarded = environ.get("HTTP_X_FORWARDED_PROTO", "") if trust_proxy else ""
-    return environ.get("wsgi.url_scheme") == "https" or forwarded.split(",")[0].strip().lower() == "https"
+# --- Requests ---
+
+STORE_DOWN = (sessions.StoreUnavailable, PyMongoError)  # PyMongoError: a MongoStore used without GuardedStore
+
+
+def is_https(environ):
+    # waitress sets the scheme from X-Forwarded-Proto only for the proxy TRUST_PROXY names.
+    return environ.get("wsgi.url_scheme") == "https"
 
 
 def read_name(environ):
-    """The login name from a JSON or form body, trimmed; abort with 400/413/415 otherwise."""
+    """The login name from a JSON or form body; abort with 400/413/415 otherwise."""
     # Refuse by the declared length before reading, and count what is read too:
     # a chunked body declares none.
     length = environ.get("CONTENT_LENGTH") or "0"
@@ -202,33 +247,26 @@ def read_name(environ):
             fields = json.loads(text)
         else:
             fields = {k: v[0] for k, v in urllib.parse.parse_qs(text, keep_blank_values=True).items()}
-        name = fields.get("name") if isinstance(fields, dict) else None
-        if isinstance(name, str):
-            name.encode("utf-8")  # a lone surrogate (JSON allows "\\ud800") could not be sent back
     except (ValueError, RecursionError):  # bad UTF-8, bad JSON, JSON nested too deep
         bottle.abort(400, "the body is not valid " + ("JSON" if kind == "application/json" else "form data"))
-    if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME:
+    name = fields.get("name") if isinstance(fields, dict) else None
+    if not isinstance(name, str):
         bottle.abort(400, f"name must be a string of 1 to {MAX_NAME} characters")
-    return name.strip()
+    return check_name(name)
 
 
-# --- The teaching page ---
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Sessions, seen from the server</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><style>
-body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #222 }}
-.panel {{ background: #f5f5f2; border: 1px solid #ddd; border-radius: 6px; padding: 0 1rem 1rem; margin-top: 2rem }}
-code, pre {{ font: 14px ui-monospace, monospace }} pre {{ white-space: pre-wrap; word-break: break-all }}
-.error {{ color: #a00 }} dt {{ font-weight: 600 }} dd {{ margin: 0 0 .6rem }}
-</style></head><body><h1>Sessions, seen from the server</h1>
-{body}
-<section class="panel"><h2>What the server sees</h2>
-{panel}
-<p>JavaScript on this page cannot read the session cookie: it is <code>HttpOnly</code>.
-Ids and signatures show only their first 6 characters, because a script could read a
-full id from the page and replay it, which would undo HttpOnly.</p></section>
-</body></html>"""
+def check_name(name):
+    """Trimmed and NFC-normalised, 1 to MAX_NAME characters, nothing invisible or reordering."""
+    # Control (Cc), format (Cf: bidi overrides, zero-width) and surrogate (Cs) characters
+    # let a displayed name pass for another ("admin\u202e", "ad\u200bmin").
+    bad = {unicodedata.category(c) for c in name} & {"Cc", "Cf", "Cs"}
+    if bad:
+        kinds = {"Cc": "control", "Cf": "invisible or direction-changing", "Cs": "unpaired surrogate"}
+        bottle.abort(400, f"name must not contain {' or '.join(kinds[c] for c in sorted(bad))} characters")
+    name = unicodedata.normalize("NFC", name).strip()
+    if not 1 <= len(name) <= MAX_NAME:
+        bottle.abort(400, f"name must be a string of 1 to {MAX_NAME} characters")
+    return name
 
 
 _QVALUE = re.compile(r"0(\.\d{0,3})?|1(\.0{0,3})?")  # RFC 9110 section 12.4.2
@@ -261,8 +299,8 @@ def refuse_cross_site():
     site, origin = environ.get("HTTP_SEC_FETCH_SITE"), environ.get("HTTP_ORIGIN")
     if site is not None:
         foreign = site not in ("same-origin", "none")
-    else:
-        foreign = origin is not None and urllib.parse.urlsplit(origin).netloc != environ.get("HTTP_HOST")
+    else:  # Origin is "scheme://host[:port]"; anything else, "null" included, is foreign
+        foreign = origin is not None and origin.partition("://")[2] != environ.get("HTTP_HOST")
     if foreign:
         bottle.abort(403, "cross-site form posts are refused")
 
@@ -274,8 +312,99 @@ def logged_in_name(session):
     return user["name"] if ok else None
 
 
-def short(text):
-    return html.escape(text[:6]) + "&hellip;"
+# --- Sessions in routes: a Bottle plugin ---
+
+
+class SessionPlugin:
+    """Bottle plugin (API v2, as bottle-sqlite injects `db`): a route that takes
+    a `session` argument gets the request's session, saved after the route
+    returns and before the response leaves, so a 2xx means the change is in the
+    store.  An error answer (>= 400, or an abort) stores nothing."""
+
+    name, api = "session", 2
+
+    def __init__(self, interface, keyword="session"):
+        self.interface, self.keyword = interface, keyword
+
+    def apply(self, callback, route):
+        if self.keyword not in inspect.signature(route.callback).parameters:
+            return callback  # this route does not ask for a session: no store work at all
+        interface, keyword = self.interface, self.keyword
+
+        @functools.wraps(callback)
+        def with_session(*args, **kwargs):
+            environ, response = bottle.request.environ, bottle.response
+            # The answer depends on the cookie: no shared cache may keep it for someone else.
+            response.set_header("Cache-Control", "no-store")
+            response.set_header("Vary", "Cookie")
+            try:
+                session = interface.open_session(environ.get("HTTP_COOKIE"))
+                result = callback(*args, **kwargs, **{keyword: session})
+                ok = response.status_code < 400
+                cookie = interface.save_session(session, https=is_https(environ)) if ok else None
+            except STORE_DOWN as exc:
+                log.warning("session store unavailable: %s", exc if isinstance(exc, sessions.StoreFull)
+                            else type(exc).__name__)
+                bottle.abort(503, "the session store is unavailable; try again shortly")
+            except sessions.SessionConflict as exc:
+                bottle.abort(409, str(exc))
+            except sessions.SessionDataError as exc:
+                bottle.abort(400, str(exc))
+            if cookie:
+                response.add_header("Set-Cookie", cookie)
+            return result
+        return with_session
+
+
+# --- The teaching page ---
+
+PAGE = bottle.SimpleTemplate("""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Sessions, seen from the server</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>
+body { font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #222 }
+.panel { background: #f5f5f2; border: 1px solid #ddd; border-radius: 6px; padding: 0 1rem 1rem; margin-top: 2rem }
+code, pre { font: 14px ui-monospace, monospace } pre { white-space: pre-wrap; word-break: break-all }
+.error { color: #a00 } dt { font-weight: 600 } dd { margin: 0 0 .6rem }
+</style></head><body><h1>Sessions, seen from the server</h1>
+% if error:
+<p class="error" role="alert">{{error}}</p>
+% end
+% if name:
+<p>Signed in as <strong>{{name}}</strong>.</p>
+<form method="post" action="/logout"><button>Log out</button></form>
+% else:
+<form method="post" action="/"><label>Your name <input name="name" maxlength="100" required autofocus></label>
+<button>Sign in</button></form>
+% end
+<section class="panel"><h2>What the server sees</h2>
+% if raw is None:
+<p>Your browser sent no session cookie.</p>
+% else:
+<dl><dt>Cookie <code>{{cookie_name}}</code> as sent (URL-decoded; on the wire <code>s:</code> is <code>s%3A</code>)</dt>
+%   if raw.startswith("s:"):
+<dd><code>s:</code> prefix &middot; id <code>{{sid[:6]}}&hellip;</code> &middot;
+signature <code>{{signature[:6]}}&hellip;</code> &mdash; the signature {{"verified" if verified else "did not verify"}}</dd>
+%   else:
+<dd><code>{{raw[:6]}}&hellip;</code> &mdash; no <code>s:</code> prefix, so not a signed id: ignored</dd>
+%   end
+%   if session.is_new:
+<dt>Stored document</dt><dd>none: this cookie names no live session</dd></dl>
+%   else:
+<dt>Stored document</dt><dd><pre>{ _id: "{{session.id[:6]}}&hellip;",
+  expires: ISODate("{{sessions.to_iso(session.expires)}}"),
+  session: '{{session.stored}}' }</pre></dd>
+<dt>Lifetimes</dt><dd>idle: gone in {{duration(session.expires - now)}} unless used; absolute: {{absolute}}</dd></dl>
+%   end
+% end
+<p>JavaScript on this page cannot read the session cookie: it is <code>HttpOnly</code>.
+Ids and signatures show only their first 6 characters, because a script could read a
+full id from the page and replay it, which would undo HttpOnly.</p></section>
+</body></html>""")
+
+# No scripts, no framing (clickjacking), forms post only here; inline style is the page's own.
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                           "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+                "Referrer-Policy": "same-origin"}
 
 
 def duration(seconds):
@@ -283,116 +412,70 @@ def duration(seconds):
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-def teaching_page(interface, session, cookie_header, error=None):
-    """The visitor's own session, as the server sees it.  Everything is escaped."""
-    name = logged_in_name(session)
-    if name:
-        body = (f'<p>Signed in as <strong>{html.escape(name)}</strong>.</p>'
-                '<form method="post" action="/logout"><button>Log out</button></form>')
-    else:
-        body = ('<form method="post" action="/"><label>Your name <input name="name" maxlength="100" '
-                'required autofocus></label> <button>Sign in</button></form>')
-    if error:
-        body = f'<p class="error" role="alert">{html.escape(error)}</p>' + body
-    options, now = interface.options, interface.clock()
-    raw, verified_id = interface.read_cookie(cookie_header)
-    if raw is None:
-        panel = "<p>Your browser sent no session cookie.</p>"
-    else:
-        sid, _, signature = raw[2:].rpartition(".") if raw.startswith("s:") else ("", "", "")
-        verified = verified_id is not None
-        panel = (f"<dl><dt>Cookie <code>{html.escape(options.cookie_name)}</code> as sent</dt>"
-                 f"<dd><code>s:</code> prefix &middot; id <code>{short(sid)}</code> &middot; "
-                 f"signature <code>{short(signature)}</code> &mdash; "
-                 f"{'the signature verified' if verified else 'the signature did not verify'}</dd>")
-        if session.is_new:
-            panel += "<dt>Stored document</dt><dd>none: this cookie names no live session</dd></dl>"
-        else:
-            absolute = (f"ends in {duration(session.absolute_expires - now)} however active"
-                        if session.absolute_expires else "unknown (written by another service)")
-            panel += (f"<dt>Stored document</dt><dd><pre>{{ _id: &quot;{short(session.id)}&quot;,\n"
-                      f"  expires: ISODate(&quot;{sessions.to_iso(session.expires)}&quot;),\n"
-                      f"  session: '{html.escape(session.stored)}' }}</pre></dd>"
-                      f"<dt>Lifetimes</dt><dd>idle: gone in {duration(session.expires - now)} unless used; "
-                      f"absolute: {absolute}</dd></dl>")
-    return PAGE.format(body=body, panel=panel)
+def teaching_page(interface, session, error=None):
+    """The visitor's own session, as the server sees it; the template escapes everything."""
+    for header, value in PAGE_HEADERS.items():
+        bottle.response.set_header(header, value)
+    raw, verified = interface.read_cookie(bottle.request.environ.get("HTTP_COOKIE"))
+    sid, _, signature = raw[2:].rpartition(".") if raw else ("", "", "")
+    now, deadline = interface.clock(), session.absolute_expires
+    absolute = f"ends in {duration(deadline - now)} however active" if deadline else "unknown (written by another service)"
+    return PAGE.render(absolute=absolute, name=logged_in_name(session), error=error, raw=raw, sid=sid, signature=signature,
+                       verified=verified is not None, session=session, now=now,
+                       cookie_name=interface.options.cookie_name, sessions=sessions, duration=duration)
 
 
-def make_app(interface, *, trust_proxy=False):
-    """The Bottle app: the seed's three routes plus health checks."""
+# --- The app ---
+
+
+def json_error(error):
+    bottle.response.content_type = "application/json"
+    bottle.response.set_header("Cache-Control", "no-store")
+    bottle.response.set_header("Vary", "Cookie")  # abort() replaced the headers the plugin set
+    if error.exception is not None:  # not an abort(): an unexpected exception
+        log.error("unhandled error: %r", error.exception)
+        return json.dumps({"error": "internal server error"})
+    return json.dumps({"error": error.body})
+
+
+def see_other():
+    """After a browser's form post: back to the page (POST/redirect/GET)."""
+    bottle.response.status = 303
+    bottle.response.set_header("Location", "/")
+    return ""
+
+
+def make_app(interface):
+    """The Bottle app: the seed's three routes, the teaching page and health checks."""
     app = bottle.Bottle()
-
-    def json_error(error):
-        bottle.response.content_type = "application/json"
-        bottle.response.set_header("Cache-Control", "no-store")
-        bottle.response.set_header("Vary", "Cookie")  # abort() replaced the headers with_session set
-        if error.exception is not None:  # not an abort(): an unexpected exception
-            log.error("unhandled error: %r", error.exception)
-            return json.dumps({"error": "internal server error"})
-        return json.dumps({"error": error.body})
     app.default_error_handler = json_error
-
-    def with_session(route):
-        """Open the session before the route and save it after, before the
-        response leaves: a 2xx means the change is in the store."""
-        @functools.wraps(route)
-        def wrapper(*args, **kwargs):
-            environ = bottle.request.environ
-            # The answer depends on the cookie: no shared cache may keep it for someone else.
-            bottle.response.set_header("Cache-Control", "no-store")
-            bottle.response.set_header("Vary", "Cookie")
-            try:
-                session = interface.open_session(environ.get("HTTP_COOKIE"))
-                result = route(session, *args, **kwargs)
-                # An error answer stores nothing: a bad request changes nothing already stored.
-                ok = bottle.response.status_code < 400
-                cookie = interface.save_session(session, https=is_https(environ, trust_proxy)) if ok else None
-            except PyMongoError as exc:
-                log.warning("session store unavailable: %s", type(exc).__name__)
-                bottle.abort(503, "the session store is unavailable; try again shortly")
-            except sessions.SessionConflict as exc:
-                bottle.abort(409, str(exc))
-            if cookie:
-                bottle.response.add_header("Set-Cookie", cookie)
-            return result
-        return wrapper
-
-    def see_other():
-        """After a browser's form post: back to the page (POST/redirect/GET)."""
-        bottle.response.status = 303
-        bottle.response.set_header("Location", "/")
-        return ""
+    app.install(SessionPlugin(interface))
 
     @app.get("/")
-    @with_session
     def page(session):
-        return teaching_page(interface, session, bottle.request.environ.get("HTTP_COOKIE"))
+        return teaching_page(interface, session)
 
     @app.post("/")
-    @with_session
     def login(session):
         refuse_cross_site()
-        environ = bottle.request.environ
         try:
-            name = read_name(environ)
+            name = read_name(bottle.request.environ)
         except bottle.HTTPError as error:
             if not browser():
                 raise
             bottle.response.status = error.status_code
-            return teaching_page(interface, session, environ.get("HTTP_COOKIE"), error=error.body)
+            return teaching_page(interface, session, error=error.body)
         session.regenerate()  # a new id at login: a planted id is worth nothing (session fixation)
         session["user"] = {"name": name, "isLoggedIn": True}
         return see_other() if browser() else {"name": name}
 
     @app.post("/logout")
-    @with_session
     def logout(session):
         refuse_cross_site()
         session.destroy()
         return see_other() if browser() else {"loggedOut": True}
 
     @app.get("/name")
-    @with_session
     def name(session):
         name = logged_in_name(session)
         if name is None:
@@ -407,7 +490,7 @@ def make_app(interface, *, trust_proxy=False):
     def readyz():
         try:
             interface.store.ping()
-        except PyMongoError as exc:
+        except STORE_DOWN as exc:
             log.warning("readiness: session store unavailable: %s", type(exc).__name__)
             bottle.abort(503, "the session store is unavailable")
         return {"status": "ready"}
@@ -415,56 +498,81 @@ def make_app(interface, *, trust_proxy=False):
     return app
 
 
-def with_access_log(app):
-    """One line per request: method, path, status, milliseconds.  Never the
-    query string, a cookie or a header: they can carry secrets."""
-    def logged(environ, start_response):
-        started, status = time.perf_counter(), ["-"]
+def outermost(app, access_log=True, stream=sys.stderr, clock=time.time):
+    """What every response gets, whatever answered it (Bottle, a route, an error):
+    X-Content-Type-Options: nosniff (a browser never guesses a JSON body is HTML),
+    and one access line: time, method, path, status, milliseconds.  Never the
+    query string, a cookie or a header: they can carry secrets.  One write per
+    line, flushed (containers read stderr live): a fraction of what logging costs."""
+    second = [None, ""]  # the last whole second and its formatted form: strftime once a second
+
+    def handle(environ, start_response):
+        started, status = clock(), "-"
 
         def start(line, headers, exc_info=None):
-            status[0] = line[:3]
+            nonlocal status
+            status = line[:3]
+            headers.append(("X-Content-Type-Options", "nosniff"))
             return start_response(line, headers, exc_info)
         try:
             return app(environ, start)
         finally:
-            path = urllib.parse.quote(environ.get("PATH_INFO", ""), safe="/")  # no raw control characters
-            elapsed = (time.perf_counter() - started) * 1000
-            log.info("%s %s %s %.1fms", environ.get("REQUEST_METHOD"), path, status[0], elapsed)
-    return logged
+            if access_log:
+                now = clock()
+                if int(now) != second[0]:
+                    second[:] = int(now), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+                path = urllib.parse.quote(environ.get("PATH_INFO", ""), safe="/")  # no raw control characters
+                stream.write(f"{second[1]},{int(now * 1000) % 1000:03d} INFO {environ.get('REQUEST_METHOD')} "
+                             f"{path} {status} {(now - started) * 1000:.1f}ms\n")
+                stream.flush()
+    return handle
 
 
 # --- Serving ---
 
 
-def serve(app, host, port, store_kind, stopping):
+def in_flight(channels):
+    """Whether any connection has a request partly received, queued, running or
+    not yet sent.  waitress has no drain API (Pylons/waitress#372), so this one
+    function reads its channels' fields."""
+    from waitress.channel import HTTPChannel
+    return any(isinstance(ch, HTTPChannel) and (ch.request or ch.requests or ch.total_outbufs_len)
+               for ch in list(channels.values()))
+
+
+def serve(app, settings, store_kind, stopping):
     """Serve with waitress until `stopping` is set (SIGINT/SIGTERM), then stop
     accepting, let in-flight requests finish (at most DRAIN_FOR seconds) and return."""
     from waitress import wasyncore
-    from waitress.channel import HTTPChannel
-    from waitress.server import create_server
+    from waitress.server import BaseWSGIServer, create_server
 
-    # Waitress buffers a whole body before the app sees it: cap it well above MAX_BODY.
+    channels = {}  # waitress's socket map: listeners and connections
+    trust = {"trusted_proxy": settings.trust_proxy, "trusted_proxy_headers": {"x-forwarded-proto"}}
     try:
-        server = create_server(app, host=host, port=port, max_request_body_size=64 * MAX_BODY)
+        server = create_server(
+            app, map=channels, host=settings.host, port=settings.port, threads=settings.threads,
+            connection_limit=settings.connection_limit, channel_timeout=IDLE_TIMEOUT,
+            asyncore_use_poll=True,  # poll(), not select(): no 1024-descriptor ceiling
+            max_request_body_size=64 * MAX_BODY,  # waitress buffers a whole body first: cap it well above MAX_BODY
+            **(trust if settings.trust_proxy else {}))
     except (OSError, ValueError) as exc:  # port in use, no such address
-        log.error("cannot listen on %s:%s: %s", host, port, exc)
+        log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc)
         return False
-    log.info("listening on http://%s:%s (store: %s)", server.effective_host, server.effective_port, store_kind)
+    listeners = [ch for ch in channels.values() if isinstance(ch, BaseWSGIServer)]
+    for listener in listeners:
+        host = f"[{listener.effective_host}]" if ":" in listener.effective_host else listener.effective_host
+        log.info("listening on http://%s:%s (store: %s)", host, listener.effective_port, store_kind)
     while not stopping.is_set():
-        wasyncore.loop(timeout=0.5, map=server._map, count=1)
+        wasyncore.loop(timeout=0.5, map=channels, count=1, use_poll=True)
 
     log.info("stopping: finishing requests in flight")
-    server.del_channel()  # stop listening; connections already accepted go on
-    server.socket.close()
+    for listener in listeners:
+        listener.close()  # stop accepting; connections already accepted go on
     deadline = time.monotonic() + DRAIN_FOR
-    # In flight: a request partly received (ch.request), queued or running
-    # (ch.requests), or a response not yet sent (ch.total_outbufs_len).
-    while time.monotonic() < deadline and any(
-            isinstance(ch, HTTPChannel) and (ch.request or ch.requests or ch.total_outbufs_len)
-            for ch in list(server._map.values())):
-        wasyncore.loop(timeout=0.05, map=server._map, count=1)
+    while time.monotonic() < deadline and in_flight(channels):
+        wasyncore.loop(timeout=0.05, map=channels, count=1, use_poll=True)
     server.task_dispatcher.shutdown(timeout=1)
-    wasyncore.close_all(server._map)
+    wasyncore.close_all(channels)
     return True
 
 
@@ -476,32 +584,28 @@ def main(env=os.environ):
         signal.signal(signum, lambda *_: stopping.set())
     try:
         settings = settings_from_env(env)
-        if settings.mongo_url:
-            kind, collection = "mongodb", open_mongo_collection(settings.mongo_url, settings.collection)
-        else:
-            kind, collection = "embedded in-memory", open_embedded_collection(settings.collection)
+        store, kind, startup = open_store(settings)
     except ConfigError as exc:
         print(f"service.py: {exc}", file=sys.stderr)
         return 2
     if settings.random_secret:
         log.warning("SESSION_SECRET is not set: signing with a random secret; sessions end when the process stops")
-    store = sessions.MongoStore(collection)
-    try:  # the embedded store gets none: mongomock's TTL emulation scans every document on every call
-        if settings.mongo_url:
-            log.info("ensuring the TTL index on '%s.expires'", settings.collection)
-            store.ensure_indexes()
-    except PyMongoError as exc:
-        if stopping.is_set():
-            return 0
-        log.error("could not ensure the TTL index on 'expires': %s: %s", type(exc).__name__, exc)
-        return 1
-    if not settings.mongo_url:
+    elif len(settings.options.secrets[0]) < 32:  # never echo it
+        log.warning("SESSION_SECRET is shorter than 32 characters: guessable offline from one cookie; "
+                    "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    if startup is None:
         log.warning("no MONGO_URL: sessions are kept in memory and lost when the process stops")
-        threading.Thread(target=purge_periodically, args=(store, stopping), daemon=True).start()
-    app = make_app(sessions.SessionInterface(store, settings.options), trust_proxy=settings.trust_proxy)
-    if not stopping.is_set() and not serve(with_access_log(app), settings.host, settings.port, kind, stopping):
-        return 1
-    return 0
+    else:
+        try:
+            log.info("ensuring the TTL index on '%s.expires'", settings.collection)
+            startup()
+        except PyMongoError as exc:
+            if stopping.is_set():
+                return 0
+            log.error("could not ensure the TTL index on 'expires': %s: %s", type(exc).__name__, exc)
+            return 1
+    app = outermost(make_app(sessions.SessionInterface(store, settings.options)), access_log=settings.access_log)
+    return 0 if stopping.is_set() or serve(app, settings, kind, stopping) else 1
 
 
 if __name__ == "__main__":

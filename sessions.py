@@ -19,15 +19,22 @@ Two lifetimes end a session: the idle timeout (``max_age``: unused this long,
 it is gone) and the absolute timeout (counted from the session's creation,
 however active it is).  ``expires`` is the earlier of the two; every read asks
 for ``expires > now`` and MongoDB's TTL index deletes what has passed.
-Standard library only: the store takes any pymongo-compatible collection.
+
+Two stores keep one contract (load, insert, compare_and_set, touch, delete,
+purge, ping): MongoStore over any pymongo-compatible collection, and
+MemoryStore, one process's memory, as express-session ships MemoryStore
+beside its Store interface.  Standard library only.
 """
 
 import base64
 import email.utils
+import heapq
 import hmac
 import json
+import math
 import re
 import secrets
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -55,6 +62,14 @@ class OptionError(SessionError, ValueError):
 class SessionConflict(SessionError):
     """Raised if a change could not be saved because concurrent requests kept
     changing the session, or ended it, while this request ran."""
+
+
+class StoreUnavailable(SessionError):
+    """Raised if the store cannot answer now; the request may be tried again later (HTTP 503)."""
+
+
+class StoreFull(StoreUnavailable):
+    """Raised if MemoryStore holds max_sessions live sessions and a new one would not fit."""
 
 
 # --- Options ---
@@ -123,12 +138,12 @@ def sign(value, secret):
     return value + "." + base64.b64encode(mac).decode().rstrip("=")
 
 
-def unsign(signed, secrets_):
-    """Return the value if any secret signed it, else None."""
+def unsign(signed, keys):
+    """Return the value if any of the secrets in `keys` signed it, else None."""
     value, dot, _ = signed.rpartition(".")
     if not dot:
         return None
-    for secret in secrets_:
+    for secret in keys:
         # Recompute and compare in constant time: no timing hint about the right signature.
         if hmac.compare_digest(sign(value, secret).encode(), signed.encode()):
             return value
@@ -181,7 +196,8 @@ def format_set_cookie(name, value, *, max_age, expires, path="/", domain=None, s
     parts = [f"{name}={urllib.parse.quote(value, safe=_URI_SAFE)}"]
     if domain:
         parts.append(f"Domain={domain}")
-    parts += [f"Path={path}", f"Expires={_http_date(expires)}", f"Max-Age={max(0, int(max_age))}", "HttpOnly"]
+    # Max-Age rounds up (from the milliseconds stored): in its last second the cookie outlives the session, never the reverse.
+    parts += [f"Path={path}", f"Expires={_http_date(expires)}", f"Max-Age={max(0, math.ceil(round(max_age, 3)))}", "HttpOnly"]
     if secure:
         parts.append("Secure")  # never sent over plain HTTP
     parts.append("SameSite=Lax")
@@ -253,48 +269,41 @@ class Session(dict):
     a serialised snapshot to the same end), so nested edits
     (session["cart"].append(...)) count too."""
 
-    def __init__(self, sid, data=(), *, is_new, expires=None, absolute_expires=None, stored=None, replaces=None):
+    def __init__(self, sid, data=(), *, is_new, expires=None, absolute_expires=None, stored=None, cookie_id=None):
         super().__init__(data)
         self.id = sid
         self.is_new = is_new
-        self.replaces = replaces  # a verified id whose document could not be read
+        self.cookie_id = cookie_id  # the stored id the request arrived with (express-session's name), or None
         self.expires = expires  # epoch seconds, as stored
         self.absolute_expires = absolute_expires  # epoch seconds, or None if unknown
         self.stored = stored  # the stored 'session' JSON string, for compare-and-set
-        self.old_id = None  # an id to delete at save, after regenerate()
+        self.retired = False  # regenerate() or destroy(): delete cookie_id at save
         self.destroyed = False
         self.touched = False
-        self._snapshot = _copy(dict(self))
+        self._snapshot = {key: _copy(value) for key, value in self.items()}
 
     @property
     def modified(self):
         return not _same(self, self._snapshot)
 
     def regenerate(self):
-        """Start afresh under a new id; the old one is deleted at save.
+        """Start afresh under a new id; the id the request arrived with is deleted at save.
         OWASP: renew the id when privilege changes (login), against fixation."""
-        self._retire_id()
         self.clear()
-        self.id, self.is_new, self.stored = new_id(), True, None
+        self.id, self.is_new, self.stored, self.retired = new_id(), True, None, True
         self.expires = self.absolute_expires = None
 
     def destroy(self):
         """End the session: delete it from the store and expire the cookie."""
-        self._retire_id()
         self.clear()
-        self.destroyed = True
+        self.destroyed = self.retired = True
 
     def touch(self):
         """Extend the idle expiry at save even if the touch interval has not passed."""
         self.touched = True
 
-    def _retire_id(self):
-        """Mark the stored id this request started with for deletion at save."""
-        if self.old_id is None:
-            self.old_id = self.replaces if self.is_new else self.id
 
-
-# --- The store ---
+# --- The stores: one contract, times in epoch seconds ---
 
 
 class MongoStore:
@@ -308,18 +317,20 @@ class MongoStore:
         self.collection.create_index([("expires", 1)], expireAfterSeconds=0)
 
     def load(self, sid, now):
-        """The live document for sid, or None.  Filtering on expires does not
-        trust the TTL sweep: an expired session is never served."""
-        return self.collection.find_one({"_id": sid, "expires": {"$gt": to_datetime(now)}})
+        """(the stored 'session' field, expires) of the live document, or None.
+        Filtering on expires does not trust the TTL sweep: an expired session is never served."""
+        doc = self.collection.find_one({"_id": sid, "expires": {"$gt": to_datetime(now)}})
+        return None if doc is None else (doc.get("session"), to_timestamp(doc["expires"]))
 
     def insert(self, sid, stored, expires):
         self.collection.insert_one({"_id": sid, "expires": to_datetime(expires), "session": stored})
 
-    def replace(self, sid, previous, stored, expires):
-        """Compare-and-set: write only if nobody changed the session since we
-        read `previous`; never creates a document (a logout stays a logout)."""
+    def compare_and_set(self, sid, previous, stored, expires, now):
+        """Write only if the session is live and nobody changed it since we read
+        `previous`; never creates a document (a logout stays a logout)."""
+        found = {"_id": sid, "session": previous, "expires": {"$gt": to_datetime(now)}}
         update = {"$set": {"session": stored, "expires": to_datetime(expires)}}
-        return self.collection.update_one({"_id": sid, "session": previous}, update).matched_count == 1
+        return self.collection.update_one(found, update).matched_count == 1
 
     def touch(self, sid, expires, now):
         found = {"_id": sid, "expires": {"$gt": to_datetime(now)}}
@@ -329,17 +340,131 @@ class MongoStore:
         self.collection.delete_one({"_id": sid})
 
     def purge(self, now):
-        """Delete expired documents, for stores without a TTL monitor."""
+        """Delete expired documents, for collections without a TTL monitor."""
         return self.collection.delete_many({"expires": {"$lte": to_datetime(now)}}).deleted_count
 
     def ping(self):
         self.collection.database.command("ping")
 
 
+class MemoryStore:
+    """Sessions in this process's memory, lost when it stops: for one process
+    (a prototype, a test), never for several instances behind a proxy.
+
+    id -> (stored JSON, expires).  Expiry is indexed by the whole second it
+    falls in (a heap of seconds, a list of ids per second), so purging visits
+    only what expired; a touch leaves its old entry behind, skipped when that
+    second is purged.  Reads take no lock (one dict lookup is atomic); writes
+    take one lock, never for more than PURGE_CHUNK ids of expiry work."""
+
+    PURGE_CHUNK = 1000  # ids per lock hold, about a millisecond
+    PURGE_PER_INSERT = 16  # expiry work each login does, so expired sessions never pile up
+
+    def __init__(self, max_sessions=None, clock=time.time):
+        self.max_sessions, self.clock = max_sessions, clock  # None: no cap
+        self._sessions = {}
+        self._due = {}  # second -> ids that expired in it, maybe stale
+        self._seconds = []  # heap of _due's keys
+        self._lock = threading.Lock()
+
+    def __len__(self):
+        return len(self._sessions)
+
+    def load(self, sid, now):
+        entry = self._sessions.get(sid)
+        return entry if entry is not None and entry[1] > now else None
+
+    def insert(self, sid, stored, expires):
+        with self._lock:
+            now = self.clock()
+            self._purge(now, self.PURGE_PER_INSERT)
+            if self.max_sessions and len(self._sessions) >= self.max_sessions:
+                self._purge(now, self.PURGE_CHUNK)
+                if len(self._sessions) >= self.max_sessions:
+                    # A cap, so a flood of logins cannot exhaust the memory.
+                    raise StoreFull(f"the in-memory store holds its maximum of {self.max_sessions} sessions")
+            self._put(sid, stored, expires)
+
+    def compare_and_set(self, sid, previous, stored, expires, now):
+        with self._lock:
+            entry = self._sessions.get(sid)
+            if entry is None or entry[1] <= now or entry[0] != previous:
+                return False
+            self._put(sid, stored, expires, entry[1])
+            return True
+
+    def touch(self, sid, expires, now):
+        with self._lock:
+            entry = self._sessions.get(sid)
+            if entry is None or entry[1] <= now:
+                return False
+            self._put(sid, entry[0], expires, entry[1])
+            return True
+
+    def delete(self, sid):
+        with self._lock:
+            self._sessions.pop(sid, None)  # its entry in _due is skipped when that second is purged
+
+    def purge(self, now):
+        deleted = more = 1
+        total = 0
+        while more:
+            with self._lock:  # released between chunks: requests go on while a big purge runs
+                deleted, more = self._purge(now, self.PURGE_CHUNK)
+            total += deleted
+        return total
+
+    def ping(self):
+        pass
+
+    def _put(self, sid, stored, expires, old_expires=None):
+        self._sessions[sid] = (stored, expires)
+        second = int(expires)
+        if old_expires is not None and int(old_expires) == second:
+            return  # already listed under this second
+        if second not in self._due:
+            self._due[second] = []
+            heapq.heappush(self._seconds, second)
+        self._due[second].append(sid)
+
+    def _purge(self, now, budget):
+        """Delete up to `budget` expired sessions; return (deleted, whether more may be due)."""
+        deleted = 0
+        while self._seconds and self._seconds[0] + 1 <= now:  # every expiry in that second has passed
+            ids = self._due[self._seconds[0]]
+            while ids:
+                if budget == 0:
+                    return deleted, True
+                budget -= 1
+                sid = ids.pop()
+                entry = self._sessions.get(sid)
+                if entry is not None and entry[1] <= now:  # else touched to later, or deleted
+                    del self._sessions[sid]
+                    deleted += 1
+            del self._due[heapq.heappop(self._seconds)]
+        return deleted, False
+
+
 # --- The request lifecycle ---
 
 MERGE_ATTEMPTS = 10  # each round one writer wins, so this many concurrent writers always finish
 _MISSING = object()
+
+
+def _load_data(stored):
+    """The stored JSON as a dict, or None if it is not one (another writer, a corrupt store)."""
+    try:
+        data = json.loads(stored)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _from_iso_or_none(value):
+    try:
+        return from_iso(value)
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 class SessionInterface:
@@ -350,8 +475,8 @@ class SessionInterface:
         self.store, self.options, self.clock = store, options, clock
 
     def read_cookie(self, cookie_header):
-        """The session cookie's value as sent (or None), and the id in it if
-        one of our secrets signed it (or None)."""
+        """The session cookie's value as sent, URL-decoded (or None), and the id
+        in it if it has express's "s:" prefix and one of our secrets signed it (or None)."""
         name = self.options.cookie_name
         raw = parse_cookie_header(cookie_header).get(name) if cookie_header and name in cookie_header else None
         return raw, unsign(raw[2:], self.options.secrets) if raw and raw.startswith("s:") else None
@@ -360,41 +485,40 @@ class SessionInterface:
         """Return the request's session, or a new empty one.  This is the one
         place where a bad cookie becomes "no session": missing, unsigned,
         wrongly signed, unknown, expired and unreadable all start afresh."""
+        now = self.clock()
         _, sid = self.read_cookie(cookie_header)
-        doc = self.store.load(sid, self.clock()) if sid else None  # no valid cookie, no store work
-        try:
-            data = json.loads(doc["session"])
-            expires = to_timestamp(doc["expires"])
-            data.pop("cookie", None)
-            absolute = data.pop("absoluteExpires", None)
-        except (TypeError, KeyError, ValueError, AttributeError):
-            # No document, or one we cannot read: start afresh, but a logout or
-            # login still deletes the document this verified cookie names.
-            return Session(new_id(), is_new=True, replaces=sid if doc else None)
-        try:
-            absolute = from_iso(absolute)
-        except (TypeError, ValueError, AttributeError):
-            absolute = None  # missing or not ours (another service wrote it): no deadline known yet
-        if absolute is not None and absolute <= self.clock():
+        found = self.store.load(sid, now) if sid else None  # no valid cookie, no store work
+        if found is None:
+            return Session(new_id(), is_new=True)
+        stored, expires = found
+        data = _load_data(stored)
+        if data is None:
+            # Unreadable: start afresh, but a login or logout still deletes the document this verified cookie names.
+            return Session(new_id(), is_new=True, cookie_id=sid)
+        data.pop("cookie", None)
+        absolute = _from_iso_or_none(data.pop("absoluteExpires", None))  # None: another service wrote it
+        if absolute is not None and absolute <= now:
             # OWASP: the absolute timeout ends the session, whoever extended 'expires' (say connect-mongo's touch).
-            return Session(new_id(), is_new=True, replaces=sid)
-        return Session(sid, data, is_new=False, expires=expires, absolute_expires=absolute, stored=doc["session"])
+            return Session(new_id(), is_new=True, cookie_id=sid)
+        return Session(sid, data, is_new=False, expires=expires, absolute_expires=absolute, stored=stored,
+                       cookie_id=sid)
 
     def save_session(self, session, https=False):
         """Write what changed and return the Set-Cookie value, or None.
-        Raises SessionDataError, SessionConflict, and whatever the collection raises."""
+        Raises SessionDataError, SessionConflict, StoreUnavailable, and whatever the store raises."""
         now, opts = self.clock(), self.options
         secure = https if opts.cookie_secure == "auto" else opts.cookie_secure
         if session.destroyed:
-            if session.old_id:
-                self.store.delete(session.old_id)
+            if session.cookie_id:
+                self.store.delete(session.cookie_id)
             # Clear with the same Path/Domain it was set with, or the browser keeps it.
             return format_set_cookie(opts.cookie_name, "", max_age=0, expires=0, path=opts.cookie_path,
                                      domain=opts.cookie_domain, secure=secure)
         send = self._write(session, now, secure)
-        if session.old_id:
-            self.store.delete(session.old_id)  # after the new one is stored: a failure leaves a valid session
-            session.old_id = None
+        if session.retired:
+            if session.cookie_id:
+                self.store.delete(session.cookie_id)  # after the new one is stored: a failure leaves a valid session
+            session.cookie_id, session.retired = (None if session.is_new else session.id), False
         if not send:
             return None
         signed = "s:" + sign(session.id, opts.secrets[0])  # the first secret signs
@@ -440,18 +564,17 @@ class SessionInterface:
         for _ in range(MERGE_ATTEMPTS):
             session.expires = self._extended_expiry(session, now)
             stored = self._serialise(session, secure)
-            if self.store.replace(session.id, session.stored, stored, session.expires):
+            if self.store.compare_and_set(session.id, session.stored, stored, session.expires, now):
                 session.stored, session._snapshot = stored, _as_json(session)
                 return
-            doc = self.store.load(session.id, now)
-            try:
-                theirs = {k: v for k, v in json.loads(doc["session"]).items() if k not in RESERVED_KEYS}
-            except (TypeError, ValueError, AttributeError):  # gone (logout, expiry) or made unreadable
-                raise SessionConflict("the session ended while this request was changing it") from None
+            found = self.store.load(session.id, now)
+            theirs = _load_data(found[0]) if found else None
+            if theirs is None:  # gone (logout, expiry) or made unreadable
+                raise SessionConflict("the session ended while this request was changing it")
             session.clear()
-            session.update({k: v for k, v in theirs.items() if k not in changed})
+            session.update({k: v for k, v in theirs.items() if k not in changed and k not in RESERVED_KEYS})
             session.update({k: ours[k] for k in changed if k in ours})
-            session.stored = doc["session"]
+            session.stored = found[0]
         raise SessionConflict(f"the session kept changing under this request ({MERGE_ATTEMPTS} attempts)")
 
     def _serialise(self, session, secure):

@@ -107,9 +107,11 @@ def interface(make_interface):
 
 @pytest.fixture
 def make_client(make_interface):
-    def make(collection=None, trust_proxy=False, **options):
-        app = service.make_app(make_interface(collection, **options), trust_proxy=trust_proxy)
-        return webtest.TestApp(app)
+    def make(collection=None, https=False, **options):
+        """The app as main() serves it (without the access log): https=True as if over TLS,
+        or behind the proxy TRUST_PROXY names (waitress then sets wsgi.url_scheme)."""
+        app = service.outermost(service.make_app(make_interface(collection, **options)), access_log=False)
+        return webtest.TestApp(app, extra_environ={"wsgi.url_scheme": "https"} if https else {})
     return make
 
 
