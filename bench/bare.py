@@ -1,6 +1,6 @@
 """The Python limit for the benchmarks: the service's routes on Bottle, without sessions.
 
-    PORT=4100 python bench/bare.py      # waitress, as service.py serves
+    python bench/bare.py --threads 8     # waitress on 127.0.0.1, port 0; prints "READY <port>"
 
 Same routes, same body parsing (service.read_name), same JSON errors, no
 session layer: GET /name answers a fixed name when the request carries any
@@ -48,5 +48,5 @@ def make_app():
 
 
 if __name__ == "__main__":
-    import waitress
-    waitress.serve(make_app(), host="127.0.0.1", port=int(os.environ.get("PORT", "4100")), _quiet=True)
+    import peer
+    peer.serve(make_app())

@@ -1,6 +1,6 @@
 """A comparison peer for the benchmarks: the seed's routes on Flask + Flask-Session (MongoDB backend).
 
-    MONGO_URL=mongodb://127.0.0.1:27017/ PORT=4200 python bench/flask_peer.py
+    MONGO_URL=mongodb://127.0.0.1:27017/ python bench/flask_peer.py --threads 8   # prints "READY <port>"
 
 Flask-Session's defaults except a signed cookie (SESSION_USE_SIGNER, as
 express-session and this project sign theirs): the session id in the cookie
@@ -56,7 +56,5 @@ def make_app(mongo_url, db="flask", secret="bench-secret"):
 
 
 if __name__ == "__main__":
-    import waitress
-    url = os.environ.get("MONGO_URL", "mongodb://127.0.0.1:27017/")
-    waitress.serve(make_app(url, os.environ.get("FLASK_SESSION_DB", "flask")), host="127.0.0.1",
-                   port=int(os.environ.get("PORT", "4200")), _quiet=True)
+    import peer
+    peer.serve(make_app(os.environ["MONGO_URL"], os.environ.get("FLASK_SESSION_DB", "flask")))

@@ -1,0 +1,53 @@
+"""The stack's own limit on the wire: Bottle + waitress + exactly one pymongo find_one per request.
+
+    MONGO_URL=mongodb://127.0.0.1:<port>/svc python bench/limit.py --threads 8   # prints "READY <port>"
+
+GET /name takes the session id from the cookie (express-session's
+``s%3A<id>.<signature>``; the signature is not checked), sends one
+find_one({"_id": sid}) to the default database's "sessions" collection on a
+default MongoClient, and answers 200 if a document came back; 404 without a
+cookie or a document. Nothing else: no signing, no expiry, no session JSON,
+no access log. The service on the same wire server cannot beat it; its ratio
+to this app is what its own session layer costs.
+"""
+
+import json
+import os
+import urllib.parse
+
+import bottle
+import pymongo
+
+COOKIE = "example.sid"
+
+
+def session_id(cookie_header):
+    for part in cookie_header.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == COOKIE:
+            value = urllib.parse.unquote(value)
+            return value[2:].rpartition(".")[0] if value.startswith("s:") else value
+    return None
+
+
+def make_app(collection):
+    app = bottle.Bottle()
+
+    def json_error(error):  # as bare.py and the service answer errors
+        bottle.response.content_type = "application/json"
+        return json.dumps({"error": error.body})
+    app.default_error_handler = json_error
+
+    @app.get("/name")
+    def name():
+        sid = session_id(bottle.request.environ.get("HTTP_COOKIE", ""))
+        if not sid or collection.find_one({"_id": sid}) is None:
+            bottle.abort(404, "not logged in")
+        return {"name": "Alice"}
+
+    return app
+
+
+if __name__ == "__main__":
+    import peer
+    peer.serve(make_app(pymongo.MongoClient(os.environ["MONGO_URL"]).get_default_database()["sessions"]))
