@@ -78,3 +78,29 @@ def test_set_cookie_has_the_secure_attributes():
 def test_secure_and_domain_when_asked():
     header = sessions.format_set_cookie("sid", "v", max_age=1, expires=0, domain="example.com", secure=True)
     assert "; Domain=example.com; " in header and header.endswith("; HttpOnly; Secure; SameSite=Lax")
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("a=%FF", "%FF"),  # not UTF-8 at all
+    ("a=%C3%28", "%C3%28"),  # a broken two-byte sequence
+    ("a=%ED%A0%80", "%ED%A0%80"),  # an encoded surrogate: not UTF-8 either
+    ("a=s%3Aid.%FF", "s%3Aid.%FF"),  # one bad escape keeps the whole value raw, good escapes too
+    ("a=%E2%82", "%E2%82"),  # a truncated sequence
+])
+def test_a_percent_escape_of_invalid_utf8_stays_raw(header, expected):
+    # decodeURIComponent throws a URIError on these, and Node's cookie module then keeps the raw value.
+    assert sessions.parse_cookie_header(header) == {"a": expected}
+
+
+def test_valid_utf8_escapes_are_decoded():
+    assert sessions.parse_cookie_header("a=%C3%A9%20x") == {"a": "é x"}
+
+
+def test_set_cookie_max_age_is_never_negative():
+    header = sessions.format_set_cookie("sid", "v", max_age=-5, expires=0)
+    assert "; Max-Age=0; " in header
+
+
+def test_set_cookie_escapes_what_encode_uri_component_escapes():
+    header = sessions.format_set_cookie("sid", "a b;c,d/e+f-_.!~*'()", max_age=1, expires=0)
+    assert header.startswith("sid=a%20b%3Bc%2Cd%2Fe%2Bf-_.!~*'(); ")

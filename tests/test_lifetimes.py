@@ -141,3 +141,54 @@ def test_a_session_node_wrote_without_an_absolute_deadline_gets_one_on_rewrite(i
     session["more"] = 1
     interface.save_session(session)
     assert interface.open_session(cookie).absolute_expires == clock.now + ABSOLUTE
+
+
+def test_a_touch_never_extends_a_session_that_expired_between_load_and_save(interface, cookie, clock, mongo):
+    clock.advance(MAX_AGE - 1)
+    session = interface.open_session(cookie)  # still live, and a touch is due
+    assert not session.is_new
+    clock.advance(2)  # the request was slow: the session expired before its save
+    assert interface.save_session(session) is None  # no extension, no cookie
+    assert sessions.to_timestamp(mongo.find_one()["expires"]) == T0 + MAX_AGE
+    assert interface.open_session(cookie).is_new
+
+
+def test_a_change_never_revives_a_session_that_expired_between_load_and_save(interface, cookie, clock, mongo):
+    clock.advance(MAX_AGE - 1)
+    session = interface.open_session(cookie)
+    session["cart"] = ["apples"]
+    clock.advance(2)
+    with pytest.raises(sessions.SessionConflict):
+        interface.save_session(session)
+    assert sessions.to_timestamp(mongo.find_one()["expires"]) == T0 + MAX_AGE
+    assert interface.open_session(cookie).is_new
+
+
+def test_a_new_session_expires_at_an_absolute_timeout_shorter_than_the_idle_one(make_interface, clock, mongo):
+    interface = make_interface(max_age=600, absolute_timeout=300, touch_after=60)
+    session = interface.open_session(None)
+    session["user"] = {"name": "Ann", "isLoggedIn": True}
+    header = interface.save_session(session)
+    # A Node peer reads only 'expires': it must already say the earlier deadline.
+    assert sessions.to_timestamp(mongo.find_one()["expires"]) == T0 + 300
+    assert max_age_of(header) == 300
+    assert sessions._http_date(T0 + 300) in header
+    clock.advance(300)
+    assert interface.open_session(cookie_value(header)).is_new
+
+
+def test_a_changed_session_expires_no_later_than_its_absolute_deadline(interface, cookie, clock, mongo):
+    clock.advance(ABSOLUTE - 100)
+    mongo.update_one({}, {"$set": {"expires": sessions.to_datetime(clock.now + 10)}})  # kept alive until now
+    session = interface.open_session(cookie)
+    session["cart"] = [1]
+    header = interface.save_session(session)
+    assert sessions.to_timestamp(mongo.find_one()["expires"]) == T0 + ABSOLUTE
+    assert max_age_of(header) == 100
+
+
+def test_the_touch_interval_is_inclusive(interface, cookie, clock, counted):
+    counted.calls.clear()
+    clock.advance(TOUCH)  # exactly one interval: the expiry moves by TOUCH seconds, a touch is due
+    assert interface.save_session(interface.open_session(cookie)) is not None
+    assert counted.writes() == 1

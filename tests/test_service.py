@@ -2,8 +2,10 @@
 
 import json
 
+import pymongo.errors
 import pytest
 
+import service
 import sessions
 from conftest import SECRET, DownCollection, cookie_value
 
@@ -201,14 +203,18 @@ def test_secure_when_the_request_came_over_https(client):
     assert "; Secure" in login(client, extra_environ={"wsgi.url_scheme": "https"}).headers["Set-Cookie"]
 
 
-@pytest.mark.parametrize("trust_proxy, forwarded, secure", [
-    (True, "https", True), (False, "https", False),
-    (True, "https, http", True),  # the first value is the client-facing one
-    (True, "http, https", False)])
-def test_x_forwarded_proto_counts_only_behind_a_trusted_proxy(make_client, trust_proxy, forwarded, secure):
-    client = make_client(trust_proxy=trust_proxy)
-    response = login(client, headers={"X-Forwarded-Proto": forwarded})
+@pytest.mark.parametrize("mode, scheme, secure", [
+    ("auto", "http", False), ("auto", "https", True),
+    (True, "http", True), (True, "https", True),
+    (False, "http", False), (False, "https", False)])
+def test_secure_follows_cookie_secure_and_the_request_scheme(make_client, mongo, mode, scheme, secure):
+    # HTTPS is what wsgi.url_scheme says (waitress sets it from X-Forwarded-Proto only for a
+    # trusted proxy); the header itself, sent by anyone, changes nothing in the app.
+    client = make_client(cookie_secure=mode)
+    response = login(client, extra_environ={"wsgi.url_scheme": scheme},
+                     headers={"X-Forwarded-Proto": "http" if scheme == "https" else "https"})
     assert ("; Secure" in response.headers["Set-Cookie"]) is secure
+    assert json.loads(mongo.find_one()["session"])["cookie"]["secure"] is secure
 
 
 def test_reading_a_session_sends_no_cookie_and_writes_nothing(client, counted):
@@ -330,3 +336,186 @@ def test_a_failed_form_login_writes_nothing_even_when_a_touch_is_due(client, clo
 def test_a_cookie_header_that_is_not_utf8_is_no_session(client, counted):
     client.get("/name", headers={"Cookie": "example.sid=s%3A\xff\xfe.\xff; other=\xe9"}, status=404)
     assert counted.calls == []
+
+
+# --- behaviours pinned by name (issue 13) ---
+
+@pytest.mark.parametrize("origin", [
+    "http://localhost:80.evil.example",  # starts with this host
+    "http://evil.localhost:80",  # ends with it
+    "http://localhost:80@evil.example",  # userinfo that looks like the host
+    "http://localhost:8080",  # another port
+    "http://localhost",  # no port, while the Host has one
+    "http://xlocalhost:80",
+    "http://LOCALHOST:80.evil.example",
+    "localhost:80",  # no scheme
+    "null",  # a sandboxed frame or a privacy redirect
+    "",
+    "http://[",  # unparsable: foreign, not a 500
+])
+def test_an_origin_that_only_looks_like_this_host_is_refused(client, mongo, origin):
+    client.post("/", {"name": "Victim"})
+    before = list(mongo.find())
+    for path in ("/", "/logout"):
+        response = client.post(path, {"name": "Attacker"}, headers={"Origin": origin, "Host": "localhost:80"},
+                               status=403)
+        assert "Set-Cookie" not in response.headers and response.json["error"]
+    assert list(mongo.find()) == before
+    assert client.get("/name").json == {"name": "Victim"}
+
+
+def test_an_origin_of_this_very_host_is_served(client):
+    response = client.post_json("/", {"name": "A"}, headers={"Origin": "http://example.test:8080",
+                                                             "Host": "example.test:8080"})
+    assert response.json == {"name": "A"}
+
+
+def test_fetch_metadata_wins_over_a_matching_origin(client):
+    client.post_json("/", {"name": "A"}, headers={"Origin": "http://localhost:80", "Sec-Fetch-Site": "cross-site"},
+                     status=403)
+
+
+@pytest.mark.parametrize("flag", ["false", 1, "true", 1.0, "yes", [True], {"yes": True}, None])
+def test_is_logged_in_must_be_exactly_true(make_client, interface, flag):
+    session = interface.open_session(None)
+    session["user"] = {"name": "Mallory", "isLoggedIn": flag}
+    cookie = cookie_value(interface.save_session(session))
+    response = make_client().get("/name", headers={"Cookie": cookie}, status=404)
+    assert response.json == {"error": "not logged in"}
+
+
+@pytest.mark.parametrize("user", [{"name": 42, "isLoggedIn": True}, {"isLoggedIn": True}, ["Ann", True], "Ann"])
+def test_a_user_without_a_string_name_is_not_logged_in(make_client, interface, user):
+    session = interface.open_session(None)
+    session["user"] = user
+    cookie = cookie_value(interface.save_session(session))
+    make_client().get("/name", headers={"Cookie": cookie}, status=404)
+
+
+STORE_ERRORS = {
+    "AutoReconnect": lambda: pymongo.errors.AutoReconnect("connection reset by peer"),
+    "ServerSelectionTimeoutError": lambda: pymongo.errors.ServerSelectionTimeoutError("no servers found"),
+    "NetworkTimeout": lambda: pymongo.errors.NetworkTimeout("timed out"),
+    "ExecutionTimeout": lambda: pymongo.errors.ExecutionTimeout("operation exceeded time limit", 50),
+    "WriteConcernError": lambda: pymongo.errors.WriteConcernError("waiting for replication timed out", 64, {}),
+    "OperationFailure": lambda: pymongo.errors.OperationFailure("not primary", 10107),
+}
+
+
+class FailingCollection:
+    """A working mongomock collection, except that the named operations raise `error`."""
+
+    def __init__(self, collection, prefixes, error):
+        self.collection, self.prefixes, self.error = collection, prefixes, error
+
+    @property
+    def database(self):
+        outer = self
+
+        class Database:
+            def command(self, *args, **kwargs):
+                if "command" in outer.prefixes:
+                    raise outer.error()
+                return outer.collection.database.command(*args, **kwargs)
+        return Database()
+
+    def __getattr__(self, name):
+        if name.startswith(self.prefixes):
+            def fail(*args, **kwargs):
+                raise self.error()
+            return fail
+        return getattr(self.collection, name)
+
+
+def _read_name(client, cookie, clock):
+    return client.get("/name", headers={"Cookie": cookie}, status=503)
+
+
+def _touch(client, cookie, clock):
+    clock.advance(7 * 3600 / 10)  # the touch is due: a write
+    return client.get("/name", headers={"Cookie": cookie}, status=503)
+
+
+def _login(client, cookie, clock):
+    return client.post_json("/", {"name": "Bob"}, status=503)
+
+
+def _login_over_a_session(client, cookie, clock):
+    return client.post_json("/", {"name": "Bob"}, headers={"Cookie": cookie}, status=503)
+
+
+def _logout(client, cookie, clock):
+    return client.post("/logout", headers={"Cookie": cookie}, status=503)
+
+
+def _readyz(client, cookie, clock):
+    return client.get("/readyz", status=503)
+
+
+OPERATIONS = {  # what fails -> a request that needs it
+    "read": (("find",), _read_name),
+    "touch": (("update", "find_one_and"), _touch),
+    "insert": (("insert",), _login),
+    "delete at login": (("delete",), _login_over_a_session),
+    "delete at logout": (("delete",), _logout),
+    "ping": (("command",), _readyz),
+}
+
+
+@pytest.mark.parametrize("error", STORE_ERRORS.values(), ids=STORE_ERRORS.keys())
+@pytest.mark.parametrize("operation", OPERATIONS.values(), ids=OPERATIONS.keys())
+def test_every_store_error_is_a_json_503_never_a_500(make_client, client, mongo, clock, error, operation):
+    prefixes, request = operation
+    cookie = cookie_value(login(client).headers["Set-Cookie"])
+    failing = make_client(collection=FailingCollection(mongo, prefixes, error))
+    response = request(failing, cookie, clock)
+    assert response.content_type == "application/json"
+    assert response.json["error"].startswith("the session store is unavailable")
+    assert "Set-Cookie" not in response.headers
+
+
+def test_a_failed_insert_at_login_keeps_the_old_session(make_client, client, mongo):
+    cookie = cookie_value(login(client, "Alice").headers["Set-Cookie"])
+    failing = make_client(collection=FailingCollection(mongo, ("insert",), STORE_ERRORS["AutoReconnect"]))
+    failing.post_json("/", {"name": "Bob"}, headers={"Cookie": cookie}, status=503)
+    client.cookiejar.clear()
+    assert client.get("/name", headers={"Cookie": cookie}).json == {"name": "Alice"}  # still logged in
+
+
+def _body_of(size, form=False):
+    """A login body of exactly `size` bytes, padded with an ignored field."""
+    if form:
+        head = "name=Alice&pad="
+        return head + "x" * (size - len(head))
+    head, tail = '{"name": "Alice", "pad": "', '"}'
+    return head + "x" * (size - len(head) - len(tail)) + tail
+
+
+@pytest.mark.parametrize("form", [False, True], ids=["json", "form"])
+def test_a_body_of_exactly_16384_bytes_is_accepted(client, form):
+    body = _body_of(16384, form)
+    assert len(body.encode()) == service.MAX_BODY == 16384
+    kind = "application/x-www-form-urlencoded" if form else "application/json"
+    assert client.post("/", body, content_type=kind).json == {"name": "Alice"}
+
+
+@pytest.mark.parametrize("form", [False, True], ids=["json", "form"])
+def test_a_body_of_16385_bytes_is_413(client, mongo, form):
+    body = _body_of(16385, form)
+    kind = "application/x-www-form-urlencoded" if form else "application/json"
+    response = client.post("/", body, content_type=kind, status=413)
+    assert response.json == {"error": "the body must be at most 16384 bytes"}
+    assert mongo.count_documents({}) == 0
+
+
+@pytest.mark.parametrize("size, ok", [(16384, True), (16385, False)])
+def test_a_body_without_a_declared_length_is_capped_at_exactly_16384_bytes(size, ok):
+    import io
+    import bottle
+    environ = {"CONTENT_TYPE": "application/json", "wsgi.input": io.BytesIO(_body_of(size).encode())}
+    if ok:
+        assert service.read_name(environ) == "Alice"
+    else:
+        with pytest.raises(bottle.HTTPError) as caught:
+            service.read_name(environ)
+        assert caught.value.status_code == 413

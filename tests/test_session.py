@@ -263,10 +263,10 @@ class InterferingStore(sessions.MongoStore):
         super().__init__(collection)
         self.others = others
 
-    def replace(self, *args):
+    def compare_and_set(self, *args):
         if self.others:
             self.others.pop(0)()
-        return super().replace(*args)
+        return super().compare_and_set(*args)
 
 
 def test_a_merge_keeps_only_our_own_changes_across_retries(interface, mongo, clock):
@@ -285,6 +285,205 @@ def test_a_merge_keeps_only_our_own_changes_across_retries(interface, mongo, clo
     session["y"] = 1
     ours.save_session(session)  # clashes twice: x became 6, then 7, between our tries
     assert interface.open_session(cookie) == {"x": 7, "y": 1}
+
+
+def test_a_merge_never_brings_back_a_key_this_request_deleted(interface, mongo, clock):
+    _, cookie = login(interface, {"x": 5, "y": 1, "z": 0})
+
+    def other_request_sets_x():
+        session = interface.open_session(cookie)
+        session["x"] = 6
+        interface.save_session(session)
+
+    ours = sessions.SessionInterface(InterferingStore(mongo, [other_request_sets_x]), interface.options, clock=clock)
+    session = ours.open_session(cookie)  # loads x=5, y=1, z=0
+    del session["y"]  # this request deletes y...
+    session["z"] = 1
+    ours.save_session(session)  # ...and clashes with the other request's x=6, whose version still has y
+    assert interface.open_session(cookie) == {"x": 6, "z": 1}
+
+
+def test_a_merge_keeps_a_key_the_other_request_added(interface, mongo, clock):
+    _, cookie = login(interface, {"x": 5})
+
+    def other_request_adds_w():
+        session = interface.open_session(cookie)
+        session["w"] = [1]
+        interface.save_session(session)
+
+    ours = sessions.SessionInterface(InterferingStore(mongo, [other_request_adds_w]), interface.options, clock=clock)
+    session = ours.open_session(cookie)
+    session.pop("x")
+    ours.save_session(session)
+    assert interface.open_session(cookie) == {"w": [1]}
+
+
+def test_a_merge_with_a_session_that_ended_meanwhile_is_a_conflict(interface, mongo, clock):
+    _, cookie = login(interface, {"x": 5})
+    ours = sessions.SessionInterface(InterferingStore(mongo, [lambda: mongo.delete_many({})]), interface.options,
+                                     clock=clock)
+    session = ours.open_session(cookie)
+    session["x"] = 6
+    with pytest.raises(sessions.SessionConflict):
+        ours.save_session(session)
+    assert mongo.count_documents({}) == 0  # a logout stays a logout
+
+
+def test_a_merge_that_never_wins_gives_up_with_a_conflict(interface, mongo, clock):
+    _, cookie = login(interface, {"x": 0})
+
+    def other_request_bumps_x():
+        session = interface.open_session(cookie)
+        session["x"] += 1
+        interface.save_session(session)
+
+    others = [other_request_bumps_x] * (sessions.MERGE_ATTEMPTS + 1)
+    ours = sessions.SessionInterface(InterferingStore(mongo, others), interface.options, clock=clock)
+    session = ours.open_session(cookie)
+    session["y"] = 1
+    with pytest.raises(sessions.SessionConflict, match="kept changing"):
+        ours.save_session(session)
+    assert interface.open_session(cookie) == {"x": sessions.MERGE_ATTEMPTS}
+
+
+# --- the id the request arrived with (express-session's cookieId) ---
+
+class Boom(Exception):
+    """A store failure the tests make happen."""
+
+
+class RecordingStore(sessions.MongoStore):
+    """Records the writes it is asked for, in order; insert can be made to fail."""
+
+    def __init__(self, collection, fail_insert=False):
+        super().__init__(collection)
+        self.calls, self.fail_insert = [], fail_insert
+
+    def insert(self, sid, *args):
+        self.calls.append(("insert", sid))
+        if self.fail_insert:
+            raise Boom("the store refused the insert")
+        return super().insert(sid, *args)
+
+    def delete(self, sid):
+        self.calls.append(("delete", sid))
+        return super().delete(sid)
+
+
+def test_the_id_the_request_arrived_with_is_the_cookie_id(interface, mongo):
+    first, cookie = login(interface)
+    session = interface.open_session(cookie)
+    assert session.cookie_id == first.id == session.id
+    session.regenerate()
+    assert session.cookie_id == first.id != session.id
+    assert interface.open_session(None).cookie_id is None
+
+
+def test_an_unreadable_document_still_has_its_cookie_id(interface, mongo):
+    first, cookie = login(interface)
+    mongo.update_one({"_id": first.id}, {"$set": {"session": "{not json"}})
+    session = interface.open_session(cookie)
+    assert session.is_new and session.id != first.id and session.cookie_id == first.id
+
+
+def test_regenerating_twice_deletes_the_id_the_request_arrived_with(interface, mongo):
+    first, cookie = login(interface)
+    session = interface.open_session(cookie)
+    session.regenerate()
+    session.regenerate()  # the first new id was never stored; the one to delete is still the cookie's
+    session["user"] = {"name": "Zed", "isLoggedIn": True}
+    interface.save_session(session)
+    assert mongo.find_one({"_id": first.id}) is None
+    assert [d["_id"] for d in mongo.find()] == [session.id]
+    assert interface.open_session(cookie).is_new
+
+
+def test_regenerating_then_destroying_deletes_the_id_the_request_arrived_with(interface, mongo):
+    first, cookie = login(interface)
+    session = interface.open_session(cookie)
+    session.regenerate()
+    session.destroy()
+    assert interface.save_session(session).startswith("example.sid=;")
+    assert mongo.count_documents({}) == 0
+    assert interface.open_session(cookie).is_new
+
+
+def test_destroying_twice_deletes_the_id_the_request_arrived_with(interface, mongo):
+    first, cookie = login(interface)
+    session = interface.open_session(cookie)
+    session.destroy()
+    session.destroy()
+    interface.save_session(session)
+    assert mongo.count_documents({}) == 0
+
+
+def test_the_new_session_is_stored_before_the_old_one_is_deleted(interface, mongo, clock):
+    first, cookie = login(interface)
+    store = RecordingStore(mongo)
+    ours = sessions.SessionInterface(store, interface.options, clock=clock)
+    session = ours.open_session(cookie)
+    session.regenerate()
+    session["user"] = {"name": "Zed", "isLoggedIn": True}
+    ours.save_session(session)
+    assert store.calls == [("insert", session.id), ("delete", first.id)]
+
+
+def test_a_failed_insert_at_login_leaves_the_old_session_valid(interface, mongo, clock):
+    first, cookie = login(interface)
+    ours = sessions.SessionInterface(RecordingStore(mongo, fail_insert=True), interface.options, clock=clock)
+    session = ours.open_session(cookie)
+    session.regenerate()
+    session["user"] = {"name": "Zed", "isLoggedIn": True}
+    with pytest.raises(Boom):
+        ours.save_session(session)
+    assert interface.open_session(cookie)["user"] == {"name": "Ann", "isLoggedIn": True}  # still logged in
+
+
+def test_a_saved_regeneration_deletes_the_old_id_only_once(interface, mongo, clock):
+    first, cookie = login(interface)
+    store = RecordingStore(mongo)
+    ours = sessions.SessionInterface(store, interface.options, clock=clock)
+    session = ours.open_session(cookie)
+    session.regenerate()
+    session["a"] = 1
+    ours.save_session(session)
+    session["a"] = 2  # the same session object saved again (a second save in one request)
+    ours.save_session(session)
+    assert store.calls.count(("delete", first.id)) == 1
+
+
+# --- exact size boundaries ---
+
+def test_a_session_of_exactly_max_size_bytes_is_stored_and_one_byte_more_is_refused(make_interface, mongo):
+    probe = make_interface(max_size=2**20)
+    session = probe.open_session(None)
+    session["blob"] = ""
+    probe.save_session(session)
+    overhead = len(mongo.find_one()["session"].encode())  # the cookie object and the deadline around the data
+    mongo.delete_many({})
+    interface = make_interface(max_size=1024)
+    session = interface.open_session(None)
+    session["blob"] = "x" * (1024 - overhead)
+    interface.save_session(session)
+    assert len(mongo.find_one()["session"].encode()) == 1024
+    session = interface.open_session(None)
+    session["blob"] = "x" * (1024 - overhead + 1)
+    with pytest.raises(sessions.SessionDataError, match="1025 bytes, over the 1024-byte cap"):
+        interface.save_session(session)
+    assert mongo.count_documents({}) == 1
+
+
+def test_a_changed_session_over_max_size_is_refused_and_the_stored_one_kept(make_interface, mongo):
+    interface = make_interface(max_size=1024)
+    session = interface.open_session(None)
+    session["blob"] = "x"
+    cookie = cookie_value(interface.save_session(session))
+    before = mongo.find_one()["session"]
+    session = interface.open_session(cookie)
+    session["blob"] = "x" * 1024
+    with pytest.raises(sessions.SessionDataError, match="over the 1024-byte cap"):
+        interface.save_session(session)
+    assert mongo.find_one()["session"] == before
 
 
 # --- documents another service wrote ---

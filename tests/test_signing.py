@@ -1,8 +1,12 @@
 """Signing: cookie-signature's format, byte for byte, and secret rotation."""
 
+import inspect
+import urllib.parse
+
 import pytest
 
 import sessions
+from conftest import SECRET, cookie_value as cookie_of
 
 # Computed independently with Node's crypto, as cookie-signature does:
 # val + '.' + createHmac('sha256', secret).update(val).digest('base64').replace(/=+$/, '')
@@ -62,3 +66,60 @@ def test_ids_carry_at_least_128_random_bits():
     ids = {sessions.new_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(len(i) == 32 for i in ids)  # 24 bytes = 192 bits, base64url
+
+
+@pytest.fixture
+def stored_id(interface):
+    """A live session's id, stored under the test secret."""
+    session = interface.open_session(None)
+    session["user"] = {"name": "Ann", "isLoggedIn": True}
+    interface.save_session(session)
+    return session.id
+
+
+@pytest.mark.parametrize("prefix", ["", "S:", "s", "x:", "s.", ":"])
+def test_a_correctly_signed_id_without_the_s_prefix_is_refused(interface, counted, stored_id, prefix):
+    cookie = "example.sid=" + urllib.parse.quote(prefix + sessions.sign(stored_id, SECRET), safe="")
+    counted.calls.clear()
+    session = interface.open_session(cookie)
+    assert session.is_new and session.id != stored_id
+    assert counted.calls == []  # refused before any store work
+
+
+def test_the_same_signed_id_with_the_s_prefix_is_accepted(interface, stored_id):
+    cookie = "example.sid=" + urllib.parse.quote("s:" + sessions.sign(stored_id, SECRET), safe="")
+    assert interface.open_session(cookie).id == stored_id
+
+
+def test_the_first_secret_signs_new_cookies_the_others_only_verify(make_interface):
+    rotating = make_interface(secrets=("new", "old"))
+    session = rotating.open_session(None)
+    session["a"] = 1
+    header = rotating.save_session(session)
+    sent = sessions.parse_cookie_header(cookie_of(header))["example.sid"]
+    assert sent == "s:" + sessions.sign(session.id, "new")
+    # A cookie signed with the old secret still opens the session...
+    old_cookie = "example.sid=" + urllib.parse.quote("s:" + sessions.sign(session.id, "old"), safe="")
+    reopened = rotating.open_session(old_cookie)
+    assert reopened.id == session.id and reopened == {"a": 1}
+    # ...and the cookie sent back for it is signed with the new one.
+    reopened["a"] = 2
+    resent = sessions.parse_cookie_header(cookie_of(rotating.save_session(reopened)))["example.sid"]
+    assert resent == "s:" + sessions.sign(session.id, "new")
+
+
+def test_a_cookie_signed_only_by_a_retired_secret_is_refused(make_interface):
+    before = make_interface(secrets=("old",))
+    session = before.open_session(None)
+    session["a"] = 1
+    cookie = cookie_of(before.save_session(session))
+    assert not before.open_session(cookie).is_new
+    assert make_interface(secrets=("new",)).open_session(cookie).is_new
+
+
+def test_signatures_are_compared_with_hmac_compare_digest():
+    # == and compare_digest answer alike and differ only in timing, which no test can see:
+    # so the source must say compare_digest, and say no == on a signature.
+    source = inspect.getsource(sessions.unsign)
+    assert "hmac.compare_digest(" in source
+    assert " == " not in source and "!=" not in source

@@ -1,0 +1,414 @@
+"""One store contract, run against every store, so the stores cannot drift.
+
+The stores: sessions.MongoStore over mongomock, sessions.MongoStore over the
+MongoDB wire protocol (tests/wireserver.py, a real pymongo client over TCP),
+and sessions.MemoryStore, the embedded default.  The contract:
+
+- load(sid, now) -> (session_json, expires) for a live document (expires > now), else None
+- insert(sid, session_json, expires)
+- compare_and_set(sid, previous, session_json, expires, now) -> bool: only while the
+  stored JSON is still `previous` and the document is live; never creates one
+- touch(sid, expires, now) -> bool: only a live document
+- delete(sid): a missing one is fine
+- purge(now) -> how many it deleted: exactly the expired ones
+- ping()
+
+Times are epoch seconds; BSON dates keep milliseconds, so every store keeps
+them to the millisecond.  The wire parametrization has "wire" in its test id:
+`-k "not wire"` leaves the in-process stores (the fast tests).
+"""
+
+import inspect
+import sys
+import threading
+import uuid
+
+import mongomock
+import pymongo
+import pytest
+
+import sessions
+from conftest import T0, Clock, run_threads
+from wireserver import start_wire_server
+
+LIVE = T0 + 600  # an expiry 10 minutes after "now"
+
+
+@pytest.fixture(scope="module")
+def wire_server():
+    server = start_wire_server(ttl_monitor=0)  # no TTL sweep: expired documents stay until purged
+    client = pymongo.MongoClient(server.url, serverSelectionTimeoutMS=5000)
+    yield client
+    client.close()
+    server.stop()
+
+
+def mongomock_store(request, clock):
+    return sessions.MongoStore(mongomock.MongoClient().contract.sessions)
+
+
+def wire_store(request, clock):
+    client = request.getfixturevalue("wire_server")
+    return sessions.MongoStore(client.contract["c" + uuid.uuid4().hex])  # a fresh collection per test
+
+
+def memory_store(request, clock):
+    return sessions.MemoryStore(clock=clock)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture(params=[mongomock_store, wire_store, memory_store], ids=["mongomock", "wire", "memory"])
+def store(request, clock):
+    return request.param(request, clock)
+
+
+def millis(timestamp):
+    """What a BSON date keeps of an epoch-seconds value."""
+    return sessions.to_timestamp(sessions.to_datetime(timestamp))
+
+
+# --- load and insert ---
+
+def test_an_inserted_session_loads_back(store):
+    store.insert("a", '{"user":"Ann"}', LIVE)
+    assert store.load("a", T0) == ('{"user":"Ann"}', LIVE)
+
+
+def test_an_unknown_id_loads_as_none(store):
+    store.insert("a", "{}", LIVE)
+    assert store.load("b", T0) is None
+
+
+def test_the_stored_json_comes_back_exactly(store):
+    text = '{"name":"Zoë 🙂","n":1.0,"nested":{"a":[1,"x",null]}}'
+    store.insert("a", text, LIVE)
+    assert store.load("a", T0)[0] == text
+
+
+def test_sessions_are_kept_apart(store):
+    store.insert("a", '"A"', LIVE)
+    store.insert("b", '"B"', LIVE + 1)
+    assert store.load("a", T0) == ('"A"', LIVE)
+    assert store.load("b", T0) == ('"B"', LIVE + 1)
+
+
+@pytest.mark.parametrize("now, live", [
+    (LIVE - 1, True), (LIVE - 0.001, True),  # one millisecond before: still live
+    (LIVE, False),  # expires > now: at its expiry a session is gone
+    (LIVE + 0.001, False), (LIVE + 3600, False)])
+def test_only_a_live_session_loads(store, now, live):
+    store.insert("a", "{}", LIVE)
+    assert (store.load("a", now) is not None) is live
+
+
+def test_an_expiry_is_kept_to_the_millisecond(store):
+    expires = T0 + 60.1239  # BSON keeps T0 + 60.123
+    store.insert("a", "{}", expires)
+    assert store.load("a", T0)[1] == pytest.approx(millis(expires), abs=1e-6)
+    assert store.load("a", millis(expires) - 0.001) is not None
+    assert store.load("a", millis(expires)) is None
+
+
+def test_a_loaded_expiry_is_epoch_seconds(store):
+    store.insert("a", "{}", LIVE)
+    assert isinstance(store.load("a", T0)[1], float)
+
+
+# --- compare-and-set ---
+
+def test_compare_and_set_writes_when_the_session_is_unchanged(store):
+    store.insert("a", '{"v":1}', LIVE)
+    assert store.compare_and_set("a", '{"v":1}', '{"v":2}', LIVE + 60, T0) is True
+    assert store.load("a", T0) == ('{"v":2}', LIVE + 60)
+
+
+def test_compare_and_set_refuses_when_someone_changed_it(store):
+    store.insert("a", '{"v":1}', LIVE)
+    assert store.compare_and_set("a", '{"v":0}', '{"v":2}', LIVE + 60, T0) is False
+    assert store.load("a", T0) == ('{"v":1}', LIVE)
+
+
+def test_compare_and_set_never_creates_a_session(store):
+    assert store.compare_and_set("gone", '{"v":1}', '{"v":2}', LIVE, T0) is False
+    assert store.load("gone", T0) is None
+    assert store.purge(T0 + 10**6) == 0  # not even an expired one
+
+
+def test_compare_and_set_refuses_an_expired_session(store):
+    store.insert("a", '{"v":1}', LIVE)
+    assert store.compare_and_set("a", '{"v":1}', '{"v":2}', LIVE + 600, LIVE) is False
+    assert store.load("a", T0) == ('{"v":1}', LIVE)  # unchanged, still expiring at LIVE
+
+
+def test_compare_and_set_chains(store):
+    store.insert("a", "1", LIVE)
+    assert store.compare_and_set("a", "1", "2", LIVE, T0)
+    assert not store.compare_and_set("a", "1", "3", LIVE, T0)  # "1" is no longer what is stored
+    assert store.compare_and_set("a", "2", "3", LIVE, T0)
+    assert store.load("a", T0) == ("3", LIVE)
+
+
+def test_compare_and_set_can_shorten_the_expiry(store):
+    store.insert("a", "1", LIVE)
+    assert store.compare_and_set("a", "1", "2", T0 + 10, T0)
+    assert store.load("a", T0 + 10) is None
+    assert store.load("a", T0 + 9) == ("2", T0 + 10)
+
+
+def test_compare_and_set_leaves_other_sessions_alone(store):
+    store.insert("a", "1", LIVE)
+    store.insert("b", "1", LIVE)
+    assert store.compare_and_set("a", "1", "2", LIVE + 5, T0)
+    assert store.load("b", T0) == ("1", LIVE)
+
+
+# --- touch ---
+
+def test_touch_moves_the_expiry_of_a_live_session(store):
+    store.insert("a", '{"v":1}', LIVE)
+    assert store.touch("a", LIVE + 300, T0) is True
+    assert store.load("a", LIVE + 299) == ('{"v":1}', LIVE + 300)
+
+
+def test_touch_never_revives_an_expired_session(store):
+    store.insert("a", "{}", LIVE)
+    assert store.touch("a", LIVE + 300, LIVE) is False  # at its expiry it is gone
+    assert store.load("a", LIVE) is None
+    assert store.load("a", T0) == ("{}", LIVE)  # the expiry did not move
+
+
+def test_touch_never_creates_a_session(store):
+    assert store.touch("gone", LIVE, T0) is False
+    assert store.load("gone", T0) is None
+
+
+def test_touch_leaves_other_sessions_alone(store):
+    store.insert("a", "{}", LIVE)
+    store.insert("b", "{}", LIVE)
+    store.touch("a", LIVE + 300, T0)
+    assert store.load("b", T0) == ("{}", LIVE)
+
+
+# --- delete ---
+
+def test_delete_removes_the_session(store):
+    store.insert("a", "{}", LIVE)
+    store.insert("b", "{}", LIVE)
+    store.delete("a")
+    assert store.load("a", T0) is None
+    assert store.load("b", T0) == ("{}", LIVE)
+    assert not store.touch("a", LIVE, T0) and not store.compare_and_set("a", "{}", "{}", LIVE, T0)
+
+
+def test_deleting_a_missing_session_is_fine(store):
+    store.delete("never-there")
+    store.insert("a", "{}", LIVE)
+    store.delete("a")
+    store.delete("a")
+    assert store.load("a", T0) is None
+
+
+def test_an_id_can_be_used_again_after_delete(store):
+    store.insert("a", "1", LIVE)
+    store.delete("a")
+    store.insert("a", "2", LIVE + 1)
+    assert store.load("a", T0) == ("2", LIVE + 1)
+
+
+# --- purge ---
+
+def test_purge_deletes_exactly_the_expired_sessions(store, clock):
+    clock.now = T0 - 10  # inserted while all of them were live (MemoryStore sweeps a little at each insert)
+    for i, expires in enumerate([T0 - 5, T0 - 0.001, T0, T0 + 0.001, T0 + 5]):
+        store.insert(f"s{i}", str(i), expires)
+    assert store.purge(T0) == 3  # expires <= now: not live, so gone
+    assert [store.load(f"s{i}", T0 - 10) is not None for i in range(5)] == [False, False, False, True, True]
+
+
+def test_purge_of_nothing_expired_is_zero(store):
+    store.insert("a", "{}", LIVE)
+    assert store.purge(T0) == 0
+    assert store.purge(T0) == 0
+    assert store.load("a", T0) is not None
+
+
+def test_purge_counts_each_session_once(store):
+    store.insert("a", "{}", T0 + 1)
+    store.touch("a", T0 + 2, T0)  # a moved expiry is still one session
+    store.insert("b", "{}", T0 + 1)
+    assert store.purge(T0 + 10) == 2
+    assert store.purge(T0 + 10) == 0
+
+
+def test_purge_respects_a_touch(store):
+    store.insert("a", "{}", T0 + 10)
+    store.touch("a", T0 + 100, T0)
+    assert store.purge(T0 + 50) == 0
+    assert store.load("a", T0 + 50) == ("{}", T0 + 100)
+    assert store.purge(T0 + 101) == 1
+
+
+def test_purge_respects_a_shortening_compare_and_set(store):
+    store.insert("a", "1", T0 + 100)
+    store.compare_and_set("a", "1", "2", T0 + 10, T0)
+    assert store.purge(T0 + 50) == 1
+    assert store.load("a", T0) is None
+
+
+def test_purge_after_delete_is_zero(store):
+    store.insert("a", "{}", T0 + 1)
+    store.delete("a")
+    assert store.purge(T0 + 10) == 0
+
+
+def test_ping_answers(store):
+    assert store.ping() is None
+
+
+# --- MemoryStore only: the cap, purge work, threads ---
+
+def test_a_full_memory_store_refuses_new_sessions(clock):
+    store = sessions.MemoryStore(max_sessions=3, clock=clock)
+    for sid in "abc":
+        store.insert(sid, "{}", LIVE)
+    with pytest.raises(sessions.StoreFull) as caught:
+        store.insert("d", "{}", LIVE)
+    assert isinstance(caught.value, sessions.StoreUnavailable)  # so HTTP says 503
+    assert store.load("d", T0) is None
+    assert [store.load(sid, T0) is not None for sid in "abc"] == [True, True, True]
+
+
+@pytest.mark.parametrize("later", [10, 10.5, 11, 3600])  # 10: "a" expires at that very moment
+def test_expired_sessions_do_not_count_against_the_cap(clock, later):
+    store = sessions.MemoryStore(max_sessions=3, clock=clock)
+    store.insert("a", "{}", T0 + 10)
+    store.insert("b", "{}", LIVE + 3600)
+    store.insert("c", "{}", LIVE + 3600)
+    clock.advance(later)  # "a" has expired, but nobody purged it yet
+    store.insert("d", "{}", LIVE + 3600)  # purged first, so there is room
+    assert store.load("d", clock()) is not None and store.load("a", T0) is None
+    with pytest.raises(sessions.StoreFull):
+        store.insert("e", "{}", LIVE + 3600)
+
+
+def test_a_deleted_session_frees_its_place_under_the_cap(clock):
+    store = sessions.MemoryStore(max_sessions=2, clock=clock)
+    store.insert("a", "{}", LIVE)
+    store.insert("b", "{}", LIVE)
+    store.delete("a")
+    store.insert("c", "{}", LIVE)
+    assert store.load("c", T0) is not None
+
+
+def test_without_a_cap_the_memory_store_takes_many_sessions(clock):
+    store = sessions.MemoryStore(clock=clock)
+    for i in range(5000):
+        store.insert(str(i), "{}", LIVE)
+    assert store.purge(LIVE + 1) == 5000
+
+
+def _bytecodes_run_by_the_store(call):
+    """Run call() and count the bytecodes it executes in MemoryStore's module: work, counted, not timed.
+    (Opcodes, not lines: a one-line loop over every session is one line but many opcodes.)"""
+    target, count = inspect.getsourcefile(sessions.MemoryStore), [0]
+
+    def local(frame, event, arg):
+        count[0] += event == "opcode"
+        return local
+
+    def trace(frame, event, arg):
+        if frame.f_code.co_filename != target:
+            return None
+        frame.f_trace_opcodes = True
+        return local
+
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        result = call()
+    finally:
+        sys.settrace(previous)
+    return result, count[0]
+
+
+def test_purge_work_is_proportional_to_what_expired(clock):
+    store = sessions.MemoryStore(clock=clock)
+    for i in range(10):
+        store.insert(f"old{i}", "{}", T0 + 1 + i / 100)
+    for i in range(100_000):
+        store.insert(f"live{i}", "{}", LIVE + i % 1000)
+    clock.advance(60)
+    purged, work_10 = _bytecodes_run_by_the_store(lambda: store.purge(clock()))
+    assert purged == 10
+    assert all(store.load(f"live{i}", clock()) is not None for i in range(0, 100_000, 997))
+    assert all(store.load(f"old{i}", T0) is None for i in range(10))
+    # A scan of 100k sessions runs at least 100k bytecodes; a sweep of 10 a few hundred.
+    assert work_10 < 5000, work_10
+    _, work_0 = _bytecodes_run_by_the_store(lambda: store.purge(clock()))
+    assert work_0 < 500, work_0
+
+
+def test_threads_inserting_at_once_all_land(clock):
+    store = sessions.MemoryStore(clock=clock)
+    run_threads(lambda t: [store.insert(f"{t}-{i}", str(i), LIVE) for i in range(500)], range(8))
+    assert all(store.load(f"{t}-{i}", T0) == (str(i), LIVE) for t in range(8) for i in range(500))
+    assert store.purge(LIVE + 1) == 8 * 500
+
+
+def test_threads_at_the_cap_never_overfill_it(clock):
+    store = sessions.MemoryStore(max_sessions=1000, clock=clock)
+    landed = []
+
+    def insert_many(t):
+        for i in range(300):
+            try:
+                store.insert(f"{t}-{i}", "{}", LIVE)
+                landed.append(1)
+            except sessions.StoreFull:
+                pass
+    run_threads(insert_many, range(8))  # 2400 tries for 1000 places
+    assert len(landed) == 1000
+    assert store.purge(LIVE + 1) == 1000
+
+
+def test_exactly_one_compare_and_set_wins_each_round(clock):
+    store = sessions.MemoryStore(clock=clock)
+    store.insert("a", "0", LIVE)
+    threads, rounds = 8, 50
+    barrier = threading.Barrier(threads, timeout=30)
+    wins = [[] for _ in range(rounds)]
+
+    def contend(t):
+        for r in range(rounds):
+            previous, _ = store.load("a", T0)  # every thread sees the same version...
+            barrier.wait()
+            if store.compare_and_set("a", previous, f"{r + 1}:{t}", LIVE, T0):  # ...and one wins
+                wins[r].append(t)
+            barrier.wait()  # nobody reads the next round before this one is decided
+    run_threads(contend, range(threads))
+    assert [len(w) for w in wins] == [1] * rounds
+    assert store.load("a", T0)[0] == f"{rounds}:{wins[-1][0]}"
+
+
+def test_threads_touching_and_purging_keep_the_books_straight(clock):
+    store = sessions.MemoryStore(clock=clock)
+    for i in range(2000):
+        store.insert(str(i), "{}", T0 + 10)
+    purged = []
+
+    def work(t):
+        if t == 0:
+            for _ in range(50):
+                purged.append(store.purge(T0 + 20))
+        else:
+            for i in range(t, 2000, 7):  # threads 1..7 share the ids out
+                store.touch(str(i), T0 + 30, T0)
+    run_threads(work, range(8))
+    survivors = sum(store.load(str(i), T0 + 25) is not None for i in range(2000))
+    # Whatever the interleaving, every session was purged once or touched in time, never both.
+    assert sum(purged) + survivors == 2000
+    assert store.purge(T0 + 30) == survivors
