@@ -123,20 +123,29 @@ def settings_from_env(env):
 
 # --- The store ---
 
-# Used where MONGO_URL does not say otherwise.  w=majority: an acknowledged
-# login survives a replica-set failover.  Each timeout (milliseconds) bounds one
-# way a request can wait on MongoDB, so an outage is a 503, not a hung request;
-# a timeoutMS in the URL (one bound on everything) replaces all four.
-MONGO_DEFAULTS = {"w": "majority"}
-MONGO_TIMEOUTS = {"connectTimeoutMS": 5000, "serverSelectionTimeoutMS": 5000, "socketTimeoutMS": 5000,
-                  "waitQueueTimeoutMS": 5000}
+# w=majority unless MONGO_URL says otherwise: an acknowledged login survives a
+# replica-set failover.  timeoutMS bounds a whole store operation, server
+# selection and retries included, so an outage is a 503 within it, not a hung
+# request.  The URL's own timeoutMS wins; else the smallest of the URL's
+# per-step timeouts becomes it (alone, each bounds one step: a read retried
+# after a socket timeout takes twice as long, a reselection up to 30 s).
+MONGO_DEFAULTS = {"w": "majority", "timeoutMS": 5000}
+STEP_TIMEOUTS = ("connecttimeoutms", "serverselectiontimeoutms", "sockettimeoutms", "waitqueuetimeoutms")
+
+
+def mongo_options(url_options):
+    """What the service adds to MONGO_URL's options (given with lower-case names, as pymongo parses them)."""
+    added = {k: v for k, v in MONGO_DEFAULTS.items() if k.lower() not in url_options}
+    steps = [url_options[k] for k in STEP_TIMEOUTS if k in url_options]  # seconds, as parse_uri gives them
+    if "timeoutMS" in added and steps:
+        added["timeoutMS"] = int(min(steps) * 1000)
+    return added
 
 
 def open_mongo_collection(url, name):
     try:
-        given = {key.lower() for key in parse_uri(url)["options"]}  # URL option names are case-insensitive
-        defaults = MONGO_DEFAULTS if "timeoutms" in given else {**MONGO_DEFAULTS, **MONGO_TIMEOUTS}
-        client = pymongo.MongoClient(url, **{k: v for k, v in defaults.items() if k.lower() not in given})
+        given = {key.lower(): value for key, value in parse_uri(url)["options"].items()}
+        client = pymongo.MongoClient(url, **mongo_options(given))
     except (PyMongoError, ValueError) as exc:
         raise ConfigError(f"MONGO_URL is not a usable MongoDB URL: {exc}") from None
     return client.get_default_database(default="sessions")[name]
@@ -154,7 +163,7 @@ class GuardedStore:
     open) requests fail fast while one probe at a time tries the store; the
     first success closes it.  Errors become sessions.StoreUnavailable (503)."""
 
-    def __init__(self, store, slots, stalled_after=1.0, clock=time.monotonic):
+    def __init__(self, store, slots, stalled_after=0.5, clock=time.monotonic):
         self.store, self.stalled_after, self.clock = store, stalled_after, clock
         self._slots = threading.BoundedSemaphore(slots)
         self._lock = threading.Lock()
@@ -186,9 +195,7 @@ class GuardedStore:
                 raise sessions.StoreUnavailable("the store failed; one request at a time is trying it again")
             self._probing |= probe
         try:
-            while not self._slots.acquire(timeout=0.05):
-                if self._stalled():
-                    raise sessions.StoreUnavailable("every store slot waits on a call that hangs")
+            self._take_slot()
             self._started[threading.get_ident()] = self.clock()
             try:
                 result = method(*args)
@@ -205,9 +212,14 @@ class GuardedStore:
         self._down = False
         return result
 
-    def _stalled(self):
-        oldest = min(self._started.values(), default=None)
-        return oldest is not None and self.clock() - oldest > self.stalled_after
+    def _take_slot(self):
+        """A slot frees within milliseconds unless a call hangs: then fail at once."""
+        while not self._slots.acquire(blocking=False):
+            oldest = min(tuple(self._started.values()), default=None)
+            if oldest is not None and self.clock() - oldest > self.stalled_after:
+                raise sessions.StoreUnavailable("every store slot waits on a call that hangs")
+            if self._slots.acquire(timeout=0.02):
+                return
 
 
 def open_store(settings):
