@@ -11,7 +11,9 @@ def test_defaults():
     settings = service.settings_from_env({})
     assert (settings.host, settings.port) == ("127.0.0.1", 4000)
     assert settings.mongo_url is None and settings.collection == "sessions"
-    assert settings.trust_proxy is False and settings.random_secret is True
+    assert settings.trust_proxy is None and settings.random_secret is True
+    assert (settings.threads, settings.connection_limit) == (8, 1000)
+    assert settings.access_log is True and settings.max_sessions == 1_000_000
     options = settings.options
     assert options.cookie_name == "example.sid"
     assert (options.max_age, options.absolute_timeout, options.touch_after) == (25200, 86400, 2520)
@@ -28,10 +30,13 @@ def test_every_variable_is_read():
         "HOST": "0.0.0.0", "PORT": "8080", "MONGO_URL": "mongodb://db/app", "SESSION_COLLECTION": "web",
         "SESSION_SECRET": "new, old", "SESSION_COOKIE_NAME": "sid", "SESSION_MAX_AGE": "600",
         "SESSION_ABSOLUTE_TIMEOUT": "3600", "SESSION_TOUCH_AFTER": "0", "COOKIE_SECURE": "TRUE",
-        "TRUST_PROXY": "1"})
+        "TRUST_PROXY": "1", "THREADS": "16", "CONNECTION_LIMIT": "5000", "ACCESS_LOG": "0",
+        "SESSION_MEMORY_MAX_SESSIONS": "20"})
     assert (settings.host, settings.port, settings.mongo_url, settings.collection) == (
         "0.0.0.0", 8080, "mongodb://db/app", "web")
-    assert settings.trust_proxy is True and settings.random_secret is False
+    assert settings.trust_proxy == "*" and settings.random_secret is False
+    assert (settings.threads, settings.connection_limit, settings.access_log, settings.max_sessions) == (
+        16, 5000, False, 20)
     assert settings.options == sessions.Options(
         secrets=("new", "old"), cookie_name="sid", max_age=600, absolute_timeout=3600, touch_after=0,
         cookie_secure=True)
@@ -42,6 +47,10 @@ def test_every_variable_is_read():
     ("SESSION_ABSOLUTE_TIMEOUT", "nan"), ("SESSION_TOUCH_AFTER", "99999999"), ("SESSION_TOUCH_AFTER", "-1"),
     ("COOKIE_SECURE", "maybe"), ("TRUST_PROXY", "yes please"), ("PORT", "http"), ("PORT", "70000"),
     ("SESSION_COOKIE_NAME", "has space"), ("SESSION_COLLECTION", "bad$name"), ("SESSION_COLLECTION", "system.x"), ("SESSION_COLLECTION", "a..b"), ("SESSION_SECRET", "a,,b"), ("MONGO_URL", "http://not-mongo"),
+    ("TRUST_PROXY", "2"), ("TRUST_PROXY", "10.0.0.300"), ("TRUST_PROXY", "proxy.example"),
+    ("THREADS", "0"), ("THREADS", "257"), ("THREADS", "-1"), ("THREADS", "four"), ("THREADS", "2.5"),
+    ("CONNECTION_LIMIT", "0"), ("CONNECTION_LIMIT", "many"), ("CONNECTION_LIMIT", "-100"),
+    ("ACCESS_LOG", "verbose"), ("SESSION_MEMORY_MAX_SESSIONS", "-1"), ("SESSION_MEMORY_MAX_SESSIONS", "lots"),
 ])
 def test_a_bad_value_names_its_variable(name, value):
     with pytest.raises(service.ConfigError) as caught:
@@ -50,6 +59,24 @@ def test_a_bad_value_names_its_variable(name, value):
             service.open_mongo_collection(settings.mongo_url, settings.collection)
     message = str(caught.value)
     assert message.startswith(name) and "\n" not in message
+
+
+@pytest.mark.parametrize("value, trusted", [
+    ("0", None), ("1", "*"), ("127.0.0.1", "127.0.0.1"), (" 10.9.9.9 ", "10.9.9.9"), ("::1", "::1")])
+def test_trust_proxy_is_nobody_anybody_or_one_address(value, trusted):
+    assert service.settings_from_env({"TRUST_PROXY": value}).trust_proxy == trusted
+
+
+@pytest.mark.parametrize("name, low, high", [("THREADS", 1, 256), ("CONNECTION_LIMIT", 1, None)])
+def test_threads_and_connection_limit_accept_their_range(name, low, high):
+    field = name.lower()
+    assert getattr(service.settings_from_env({name: str(low)}), field) == low
+    if high is not None:
+        assert getattr(service.settings_from_env({name: str(high)}), field) == high
+
+
+def test_a_memory_cap_of_zero_means_no_cap():
+    assert service.settings_from_env({"SESSION_MEMORY_MAX_SESSIONS": "0"}).max_sessions is None
 
 
 def test_a_bad_secret_list_does_not_echo_the_secrets():
@@ -79,56 +106,53 @@ def test_mongo_defaults_majority_writes_and_a_five_second_bound():
     client.close()
 
 
+@pytest.mark.parametrize("option, attribute", [
+    ("serverSelectionTimeoutMS", "server_selection_timeout"), ("socketTimeoutMS", "socket_timeout"),
+    ("connectTimeoutMS", "connect_timeout"), ("waitQueueTimeoutMS", "wait_queue_timeout")])
+def test_a_step_timeout_in_the_url_is_not_outlasted_by_an_added_bound(option, attribute):
+    collection = service.open_mongo_collection(f"mongodb://127.0.0.1:9/app?{option}=1000", "web")
+    client = collection.database.client
+    pool = client.options.pool_options
+    value = getattr(client.options, attribute, None)
+    if value is None:
+        value = getattr(pool, attribute)
+    assert value == 1.0
+    # No bound of the service's own may outlast it (issue 9: timeoutMS=5000 used to win).
+    assert client.options.timeout is None or client.options.timeout <= 1.0
+    client.close()
+
+
+def test_without_mongo_url_the_store_is_in_memory_with_the_cap():
+    store, kind, startup = service.open_store(service.settings_from_env({"SESSION_MEMORY_MAX_SESSIONS": "2"}))
+    assert isinstance(store, sessions.MemoryStore) and kind == "embedded in-memory" and startup is None
+    store.insert("a", "{}", expires=10**10)
+    store.insert("b", "{}", expires=10**10)
+    with pytest.raises(sessions.StoreFull):
+        store.insert("c", "{}", expires=10**10)
+
+
 def test_the_embedded_store_purges_expired_sessions():
-    store = sessions.MongoStore(service.open_embedded_collection("sessions"))
+    store = sessions.MemoryStore(clock=lambda: 50)  # logins purge a little too: not yet
     store.insert("old", "{}", expires=100)
     store.insert("new", "{}", expires=10_000)
-
-    class OneSweep:  # stop.wait() says "not stopped" once, then "stopped"
-        waits = iter([False, True])
-
-        def wait(self, seconds):
-            assert seconds == service.PURGE_EVERY
-            return next(self.waits)
-
-    service.purge_periodically(store, OneSweep(), clock=lambda: 5_000)
-    assert [doc["_id"] for doc in store.collection.find()] == ["new"]
+    assert store.purge(5_000) == 1
+    assert store.load("old", now=50) is None  # gone, not only filtered out by the read
+    assert store.load("new", now=5_000) == ("{}", 10_000)
 
 
-def test_the_embedded_collection_serialises_calls():
-    collection = service.open_embedded_collection("sessions")
+def test_the_embedded_store_serialises_calls():
+    store = sessions.MemoryStore()
     errors = []
 
     def hammer(n):
         try:
             for i in range(200):
-                collection.insert_one({"_id": f"{n}-{i}"})
-                collection.find_one({"_id": f"{n}-{i}"})
-                collection.delete_one({"_id": f"{n}-{i}"})
+                store.insert(f"{n}-{i}", "{}", expires=10_000)
+                assert store.load(f"{n}-{i}", now=5_000) == ("{}", 10_000)
+                assert store.compare_and_set(f"{n}-{i}", "{}", '{"a":1}', 10_000, now=5_000) is True
+                store.delete(f"{n}-{i}")
         except Exception as exc:  # pragma: no cover - the failure being tested for
             errors.append(exc)
 
     run_threads(hammer, range(8), timeout=30)
-    assert errors == [] and collection.count_documents({}) == 0
-
-
-def test_the_embedded_store_looks_sessions_up_by_id_not_by_scanning(monkeypatch):
-    import mongomock.filtering
-    checked = []
-
-    def counting(query, document, *args, **kwargs):
-        checked.append(document["_id"])
-        return real(query, document, *args, **kwargs)
-    real = mongomock.filtering.filter_applies
-    monkeypatch.setattr(mongomock.filtering, "filter_applies", counting)
-    store = sessions.MongoStore(service.open_embedded_collection("sessions"))
-    for n in range(500):
-        store.insert(f"id-{n}", "{}", expires=10_000)
-    checked.clear()
-    assert store.load("id-7", now=5_000)["_id"] == "id-7"
-    assert store.load("id-7", now=20_000) is None  # expired: the filter still applies
-    assert store.replace("id-9", "{}", '{"a":1}', expires=10_000) is True
-    assert store.replace("id-9", "{}", '{"a":2}', expires=10_000) is False  # compare-and-set
-    store.delete("id-3")
-    assert checked == ["id-7", "id-7", "id-9", "id-9", "id-3"]  # one document looked at per call
-    assert store.load("id-3", now=5_000) is None
+    assert errors == [] and len(store) == 0
