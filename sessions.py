@@ -115,6 +115,11 @@ class Options:
             fail("cookie_domain", "a host name or None", self.cookie_domain)
         if self.cookie_secure not in (True, False, "auto"):
             fail("cookie_secure", "True, False or 'auto'", self.cookie_secure)
+        # RFC 6265bis cookie prefixes: a browser drops a __Host- cookie that is not Secure, Path=/ and host-only.
+        if self.cookie_name.startswith(("__Host-", "__Secure-")) and self.cookie_secure is not True or (
+                self.cookie_name.startswith("__Host-") and (self.cookie_path != "/" or self.cookie_domain)):
+            fail("cookie_name", "used with cookie_secure=True (and for __Host-: cookie_path '/', no cookie_domain)",
+                 self.cookie_name)
         for name in ("max_age", "absolute_timeout"):
             if not number(getattr(self, name), 1e-3, 1e9):
                 fail(name, "a positive number of seconds", getattr(self, name))
@@ -379,7 +384,7 @@ class MemoryStore:
             now = self.clock()
             self._purge(now, self.PURGE_PER_INSERT)
             if self.max_sessions and len(self._sessions) >= self.max_sessions:
-                self._purge(now, self.PURGE_CHUNK)
+                self._purge(now, self.PURGE_CHUNK, exact=True)
                 if len(self._sessions) >= self.max_sessions:
                     # A cap, so a flood of logins cannot exhaust the memory.
                     raise StoreFull(f"the in-memory store holds its maximum of {self.max_sessions} sessions")
@@ -406,11 +411,10 @@ class MemoryStore:
             self._sessions.pop(sid, None)  # its entry in _due is skipped when that second is purged
 
     def purge(self, now):
-        deleted = more = 1
-        total = 0
+        total, more = 0, True
         while more:
             with self._lock:  # released between chunks: requests go on while a big purge runs
-                deleted, more = self._purge(now, self.PURGE_CHUNK)
+                deleted, more = self._purge(now, self.PURGE_CHUNK, exact=True)
             total += deleted
         return total
 
@@ -418,6 +422,7 @@ class MemoryStore:
         pass
 
     def _put(self, sid, stored, expires, old_expires=None):
+        expires = math.floor(expires * 1000) / 1000  # milliseconds, as BSON keeps them
         self._sessions[sid] = (stored, expires)
         second = int(expires)
         if old_expires is not None and int(old_expires) == second:
@@ -427,21 +432,30 @@ class MemoryStore:
             heapq.heappush(self._seconds, second)
         self._due[second].append(sid)
 
-    def _purge(self, now, budget):
-        """Delete up to `budget` expired sessions; return (deleted, whether more may be due)."""
+    def _expired(self, sid, now):
+        entry = self._sessions.get(sid)
+        if entry is not None and entry[1] <= now:  # else live: touched to later, or not due yet
+            del self._sessions[sid]
+            return True
+        return False
+
+    def _purge(self, now, budget, exact=False):
+        """Delete up to `budget` expired sessions from the seconds wholly past, and
+        if `exact`, from the second `now` is in; return (deleted, whether more may be due)."""
         deleted = 0
-        while self._seconds and self._seconds[0] + 1 <= now:  # every expiry in that second has passed
+        while self._seconds and self._seconds[0] + 1 <= now:
             ids = self._due[self._seconds[0]]
             while ids:
                 if budget == 0:
                     return deleted, True
                 budget -= 1
-                sid = ids.pop()
-                entry = self._sessions.get(sid)
-                if entry is not None and entry[1] <= now:  # else touched to later, or deleted
-                    del self._sessions[sid]
-                    deleted += 1
+                deleted += self._expired(ids.pop(), now)
             del self._due[heapq.heappop(self._seconds)]
+        ids = self._due.get(int(now)) if exact else None
+        if ids:  # a second's worth of ids: what is still live stays listed
+            live = [sid for sid in ids if not self._expired(sid, now)]
+            deleted += len(ids) - len(live)
+            ids[:] = live
         return deleted, False
 
 
