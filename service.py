@@ -170,23 +170,9 @@ class GuardedStore:
         self._started = {}  # thread id -> when its store call began
         self._down = self._probing = False
 
-    def load(self, *args):
-        return self._call(self.store.load, args)
-
-    def insert(self, *args):
-        return self._call(self.store.insert, args)
-
-    def compare_and_set(self, *args):
-        return self._call(self.store.compare_and_set, args)
-
-    def touch(self, *args):
-        return self._call(self.store.touch, args)
-
-    def delete(self, *args):
-        return self._call(self.store.delete, args)
-
-    def ping(self):
-        return self._call(self.store.ping, ())
+    def __getattr__(self, name):  # load, insert, compare_and_set, touch, delete, purge, ping
+        method = getattr(self.store, name)
+        return lambda *args: self._call(method, args)
 
     def _call(self, method, args):
         with self._lock:
@@ -354,8 +340,11 @@ class SessionPlugin:
                 result = callback(*args, **kwargs, **{keyword: session})
                 ok = response.status_code < 400
                 cookie = interface.save_session(session, https=is_https(environ)) if ok else None
+            except sessions.StoreFull:
+                bottle.abort(503, "the session store is full (SESSION_MEMORY_MAX_SESSIONS); try again later")
             except STORE_DOWN as exc:
-                log.warning("session store unavailable: %s", exc if isinstance(exc, sessions.StoreFull)
+                # GuardedStore's messages are its own; a driver's may name hosts: only its type.
+                log.warning("session store unavailable: %s", exc if isinstance(exc, sessions.StoreUnavailable)
                             else type(exc).__name__)
                 bottle.abort(503, "the session store is unavailable; try again shortly")
             except sessions.SessionConflict as exc:
