@@ -12,8 +12,8 @@ load balancer sends its requests to either side during a migration.
     cookie    <COOKIE>=s%3A<id>.<base64 HMAC-SHA256(secret, id), no '='>
     document  {_id: <id>, expires: <date>, session: '{"cookie": {...}, ...data}'}
 
-pymongo looks at the documents directly.  The wire server, not nx-27017: the
-latter answers connect-mongo's `{_id, $or}` lookup and `$set` of a date wrongly.
+pymongo looks at the documents directly.  Every process here is a
+tests/child.py Child, stopped by its PID.
 """
 
 import json
@@ -28,7 +28,7 @@ import pytest
 import sessions
 from conftest import skip_unless
 from nodeapp import install_node_app, node_available, start_node_app
-from realhttp import Client, ServiceProcess
+from realhttp import start_service, user_of
 from wireserver import start_wire_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -70,7 +70,7 @@ def node(node_app_dir, wire):
 
 
 def python_service(env):
-    process = ServiceProcess(env)
+    process = start_service(env)
     yield process
     process.stop()
 
@@ -110,11 +110,6 @@ def library(collection):
 
 
 # --- Helpers ---
-
-
-def user_of(service):
-    """A new browser talking to service (a NodeApp or a ServiceProcess)."""
-    return Client("127.0.0.1", service.port)
 
 
 def carry(source, target):

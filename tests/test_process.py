@@ -10,7 +10,9 @@ import urllib.parse
 
 import pytest
 
-from realhttp import ROOT, ServiceProcess, free_port
+from child import Child
+from realhttp import ROOT, start_service, user_of
+from wireserver import free_port
 
 SERVICE = os.path.join(ROOT, "service.py")
 
@@ -19,13 +21,13 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 def running():
-    process = ServiceProcess()
+    process = start_service()
     yield process
     process.kill()  # no-op when the test already stopped it
 
 
 def test_the_seed_flow_over_a_socket(running):
-    user = running.client()
+    user = user_of(running)
     login = user.post("/", {"name": "Alice"})
     assert (login.status, login.json()) == (200, {"name": "Alice"})
     assert "HttpOnly" in login.set_cookies()[0]
@@ -43,7 +45,7 @@ def test_startup_names_the_address_and_the_store_and_warns(running):
 
 
 def test_access_lines_carry_no_cookie_session_id_or_secret(running):
-    user = running.client()
+    user = user_of(running)
     user.post("/", {"name": "Alice"})
     user.get("/name?token=abc")
     user.get("/healthz")
@@ -58,7 +60,7 @@ def test_access_lines_carry_no_cookie_session_id_or_secret(running):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_it_cleanly(running, signum):
-    assert running.client().get("/healthz").status == 200
+    assert user_of(running).get("/healthz").status == 200
     assert running.stop(signum) == 0
     assert "Traceback" not in running.log()
 
@@ -76,8 +78,8 @@ def test_sigterm_lets_a_request_in_flight_finish(running):
     # Then half a request: the server must wait for the rest.
     conn.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n")
     time.sleep(0.5)  # let the server read the headers (nothing to observe from outside)
-    running.proc.send_signal(signal.SIGTERM)
-    assert running.wait_for_line("stopping: finishing requests in flight", timeout=10)
+    running.send(signal.SIGTERM)
+    assert running.wait_for("stopping: finishing requests in flight", timeout=10)
     conn.sendall(b'{"name":"Late"} ')
     answer = conn.recv(4096)
     conn.close()
@@ -98,18 +100,10 @@ def test_an_invalid_setting_stops_startup_with_one_line(env, variable):
 
 def test_sigterm_while_waiting_for_an_unreachable_mongodb_exits_0():
     url = f"mongodb://127.0.0.1:{free_port()}/app?timeoutMS=3000"  # nothing listens there
-    child = subprocess.Popen([sys.executable, SERVICE], env={**os.environ, "MONGO_URL": url},
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        lines = iter(child.stderr.readline, "")
-        assert any("ensuring the TTL index" in line for line in lines)  # now waiting for the server
-        child.send_signal(signal.SIGTERM)
-        _, stderr = child.communicate(timeout=15)
-        assert child.returncode == 0 and "Traceback" not in stderr
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate(timeout=10)
+    # Ready once it says it is ensuring the TTL index: now waiting for the server.
+    with Child([sys.executable, SERVICE], env={"MONGO_URL": url, "PORT": "0"}, ready="ensuring the TTL index") as child:
+        assert child.stop(signal.SIGTERM) == 0
+        assert "Traceback" not in child.log()
 
 
 def test_a_port_in_use_is_a_one_line_error_and_exit_1(running):
