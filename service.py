@@ -381,10 +381,11 @@ code, pre { font: 14px ui-monospace, monospace } pre { white-space: pre-wrap; wo
 % if raw is None:
 <p>Your browser sent no session cookie.</p>
 % else:
-<dl><dt>Cookie <code>{{cookie_name}}</code> as sent (URL-decoded; on the wire <code>s:</code> is <code>s%3A</code>)</dt>
+<dl><dt>Cookie <code>{{cookie_name}}</code> as sent, URL-decoded (on the wire <code>s:</code> is <code>s%3A</code>)</dt>
 %   if raw.startswith("s:"):
 <dd><code>s:</code> prefix &middot; id <code>{{sid[:6]}}&hellip;</code> &middot;
-signature <code>{{signature[:6]}}&hellip;</code> &mdash; the signature {{"verified" if verified else "did not verify"}}</dd>
+signature <code>{{signature[:6]}}&hellip;</code> &mdash;
+the signature {{"verified" if verified else "did not verify"}}</dd>
 %   else:
 <dd><code>{{raw[:6]}}&hellip;</code> &mdash; no <code>s:</code> prefix, so not a signed id: ignored</dd>
 %   end
@@ -392,9 +393,9 @@ signature <code>{{signature[:6]}}&hellip;</code> &mdash; the signature {{"verifi
 <dt>Stored document</dt><dd>none: this cookie names no live session</dd></dl>
 %   else:
 <dt>Stored document</dt><dd><pre>{ _id: "{{session.id[:6]}}&hellip;",
-  expires: ISODate("{{sessions.to_iso(session.expires)}}"),
+  expires: ISODate("{{expires}}"),
   session: '{{session.stored}}' }</pre></dd>
-<dt>Lifetimes</dt><dd>idle: gone in {{duration(session.expires - now)}} unless used; absolute: {{absolute}}</dd></dl>
+<dt>Lifetimes</dt><dd>idle: gone in {{idle}} unless used; absolute: {{absolute}}</dd></dl>
 %   end
 % end
 <p>JavaScript on this page cannot read the session cookie: it is <code>HttpOnly</code>.
@@ -420,10 +421,12 @@ def teaching_page(interface, session, error=None):
     raw, verified = interface.read_cookie(bottle.request.environ.get("HTTP_COOKIE"))
     sid, _, signature = raw[2:].rpartition(".") if raw else ("", "", "")
     now, deadline = interface.clock(), session.absolute_expires
-    absolute = f"ends in {duration(deadline - now)} however active" if deadline else "unknown (written by another service)"
-    return PAGE.render(absolute=absolute, name=logged_in_name(session), error=error, raw=raw, sid=sid, signature=signature,
-                       verified=verified is not None, session=session, now=now,
-                       cookie_name=interface.options.cookie_name, sessions=sessions, duration=duration)
+    return PAGE.render(name=logged_in_name(session), error=error, cookie_name=interface.options.cookie_name,
+                       raw=raw, sid=sid, signature=signature, verified=verified is not None, session=session,
+                       expires=session.expires and sessions.to_iso(session.expires),
+                       idle=session.expires and duration(session.expires - now),
+                       absolute=f"ends in {duration(deadline - now)} however active" if deadline
+                       else "unknown (written by another service)")
 
 
 # --- The app ---

@@ -201,8 +201,10 @@ def format_set_cookie(name, value, *, max_age, expires, path="/", domain=None, s
     parts = [f"{name}={urllib.parse.quote(value, safe=_URI_SAFE)}"]
     if domain:
         parts.append(f"Domain={domain}")
-    # Max-Age rounds up (from the milliseconds stored): in its last second the cookie outlives the session, never the reverse.
-    parts += [f"Path={path}", f"Expires={_http_date(expires)}", f"Max-Age={max(0, math.ceil(round(max_age, 3)))}", "HttpOnly"]
+    # Max-Age rounds up (from the milliseconds stored): the cookie may outlive the session by under a second, never
+    # the reverse, so in its last second a session is not lost while still valid.
+    max_age = max(0, math.ceil(round(max_age, 3)))
+    parts += [f"Path={path}", f"Expires={_http_date(expires)}", f"Max-Age={max_age}", "HttpOnly"]
     if secure:
         parts.append("Secure")  # never sent over plain HTTP
     parts.append("SameSite=Lax")
