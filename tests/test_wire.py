@@ -1,19 +1,15 @@
 """The service against MongoDB's wire protocol over TCP: the seed flow,
 outages, durability, concurrency and shutdown.
 
-Which server, per test (neither is MongoDB; see tests/wireserver.py):
-- tests/wireserver.py (mongomock behind mockupdb) for everything that needs
-  MongoDB's query semantics: `$set` of a date, compare-and-set updates, the
-  TTL index as the driver asks for it. With --data it also survives a restart
-  on the same port, which the outage test needs.
-- nx-27017 (SQLite) for the kill -9 test, which uses only inserts and
-  `{_id, expires: {$gt}}` reads, both of which it answers as MongoDB does.
+The database is tests/wireserver.py (mongomock behind mockupdb; not MongoDB,
+see its docstring for the gaps): `$set` of a date, compare-and-set updates and
+the TTL index behave as the driver expects, and with --data it survives a
+restart on the same port, which the outage test needs.
 """
 
 import datetime
 import http.client
 import json
-import os
 import signal
 import threading
 import time
@@ -21,10 +17,11 @@ import time
 import pymongo
 import pytest
 
+import realhttp
 import sessions
 from conftest import run_threads
-from realhttp import ServiceProcess
-from wireserver import start_nx27017, start_wire_server
+from realhttp import user_of
+from wireserver import start_wire_server
 
 pytestmark = pytest.mark.timeout(120)
 SECRET = "wire-secret"
@@ -45,7 +42,7 @@ def db(wire):
 
 
 def start_service(url, **env):
-    return ServiceProcess({"MONGO_URL": url, "SESSION_SECRET": SECRET, **env})
+    return realhttp.start_service({"MONGO_URL": url, "SESSION_SECRET": SECRET, **env})
 
 
 @pytest.fixture
@@ -58,7 +55,7 @@ def service(wire):
 # --- 1. the seed flow over the wire ---
 
 def test_the_seed_flow_stores_connect_mongos_document(service, db):
-    user = service.client()
+    user = user_of(service)
     assert user.post("/", {"name": "Alice"}).json() == {"name": "Alice"}
     [doc] = db.find()
     assert list(doc) == ["_id", "expires", "session"]
@@ -84,7 +81,7 @@ def test_the_database_comes_from_the_url_path_and_the_collection_from_the_env(wi
     client = pymongo.MongoClient(wire.url)
     process = start_service(wire.url + "app", SESSION_COLLECTION="web_sessions")
     try:
-        process.client().post("/", {"name": "Bo"})
+        user_of(process).post("/", {"name": "Bo"})
         assert client.app.web_sessions.count_documents({}) == 1
     finally:
         process.kill()
@@ -105,17 +102,17 @@ def test_an_outage_is_503_and_the_service_recovers_by_itself(tmp_path):
     port, service = wire.port, None
     try:
         service = start_service(wire.url + "seed?timeoutMS=2000")  # the configured bound: 2 s
-        user = service.client()
+        user = user_of(service)
         assert user.post("/", {"name": "Before"}).status == 200
         wire.stop()  # the database is gone: connections are refused
 
         for call in (lambda: user.post("/", {"name": "During"}), lambda: user.get("/name"),
-                     lambda: service.client().get("/readyz")):
+                     lambda: user_of(service).get("/readyz")):
             response, seconds = timed(call)
             assert response.status == 503 and response.json()["error"]
             assert seconds < 2 + 1
-        assert service.client().get("/healthz").status == 200
-        assert service.proc.poll() is None  # still up
+        assert user_of(service).get("/healthz").status == 200
+        assert service.running()  # still up
 
         wire = start_wire_server(port=port, data=data)  # back, same port, same data
         deadline, recovered = time.monotonic() + 5, False
@@ -124,7 +121,7 @@ def test_an_outage_is_503_and_the_service_recovers_by_itself(tmp_path):
             time.sleep(0.1)
         assert recovered, "the service did not recover within 5 s"
         assert user.get("/name").json() == {"name": "Before"}  # stored before the outage, valid again
-        assert service.client().get("/readyz").status == 200
+        assert user_of(service).get("/readyz").status == 200
         assert SECRET not in service.log() and user.jar["example.sid"] not in service.log()
     finally:
         if service:
@@ -135,7 +132,7 @@ def test_an_outage_is_503_and_the_service_recovers_by_itself(tmp_path):
 def test_a_hung_database_is_503_within_the_timeout(wire):
     service = start_service(wire.url + "seed?timeoutMS=1500")
     try:
-        user = service.client()
+        user = user_of(service)
         user.post("/", {"name": "Hang"})
         wire.set_fault("hang")
         response, seconds = timed(lambda: user.get("/name"))
@@ -151,13 +148,12 @@ def test_a_hung_database_is_503_within_the_timeout(wire):
 
 # --- 3. a 2xx means durable ---
 
-def test_every_acknowledged_login_survives_kill_9(tmp_path):
-    nx = start_nx27017(str(tmp_path / "nx.sqlite"))
+def test_every_acknowledged_login_survives_kill_9(wire):
     service = None
     acknowledged, lock, stop = [], threading.Lock(), threading.Event()
 
     def burst(n):
-        user = service.client()
+        user = user_of(service)
         for i in range(200):
             if stop.is_set():
                 return
@@ -172,29 +168,28 @@ def test_every_acknowledged_login_survives_kill_9(tmp_path):
                 user.jar.clear()
 
     try:
-        service = start_service(nx.url + "seed")
+        service = start_service(wire.url + "seed")
         threads = [threading.Thread(target=burst, args=(n,)) for n in range(4)]
         for t in threads:
             t.start()
         deadline = time.monotonic() + 30
         while len(acknowledged) < 40 and time.monotonic() < deadline:
             time.sleep(0.01)
-        os.kill(service.pid, signal.SIGKILL)  # mid-burst, no goodbye
+        service.send(signal.SIGKILL)  # mid-burst, no goodbye
         stop.set()
         for t in threads:
             t.join(30)
         service.kill()
         assert len(acknowledged) >= 40
 
-        service = start_service(nx.url + "seed")
-        reader = service.client()
+        service = start_service(wire.url + "seed")
+        reader = user_of(service)
         for name, jar in acknowledged:
             reader.jar = dict(jar)
             assert reader.get("/name").json() == {"name": name}
     finally:
         if service:
             service.kill()
-        nx.kill()
 
 
 # --- 4. no cross-talk under load ---
@@ -203,7 +198,7 @@ def test_32_concurrent_clients_each_see_only_their_own_session(service):
     problems, rounds = [], 4
 
     def client_loop(n):
-        user = service.client()
+        user = user_of(service)
         for r in range(rounds):
             name = f"client-{n}-round-{r}"
             steps = [user.post("/", {"name": name}), user.get("/name"), user.post("/logout"), user.get("/name")]
@@ -293,14 +288,14 @@ def test_a_change_after_a_concurrent_logout_does_not_bring_the_session_back(inte
 def test_sigterm_lets_an_in_flight_request_finish(wire):
     service = start_service(wire.url + "seed?timeoutMS=3000")
     try:
-        user = service.client()
+        user = user_of(service)
         user.post("/", {"name": "Slow"})
         wire.set_fault("hang")  # the next store read hangs: the request is in flight
         result = {}
         reader = threading.Thread(target=lambda: result.update(r=user.get("/name")))
         reader.start()
         time.sleep(1)  # the request reaches the server and waits on the hung store (timeoutMS=3000)
-        service.proc.send_signal(signal.SIGTERM)
+        service.send(signal.SIGTERM)
         reader.join(15)
         assert result["r"].status == 503  # answered in full (the store timed out), not cut off
         assert service.proc.wait(15) == 0

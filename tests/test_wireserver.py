@@ -1,4 +1,4 @@
-"""Tests for the MongoDB stand-ins in tests/wireserver.py.
+"""Tests for the MongoDB stand-in in tests/wireserver.py.
 
 Each test starts a real server process and talks to it with pymongo over TCP,
 the way the session store will; fixtures stop every process by its PID.
@@ -10,6 +10,7 @@ import time
 
 import pymongo
 import pytest
+from pymongo import WriteConcern
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 import wireserver
@@ -123,10 +124,26 @@ def test_duplicate_key_raises_duplicate_key_error(wire_sessions):
         wire_sessions.insert_one({"_id": "s2", "email": "ann@example.com"})
 
 
-def test_unknown_command_fails_with_code_59(wire_client):
+@pytest.mark.parametrize("name", ["noSuchCommand", "findAndModify"])  # findAndModify: MongoDB's, not served here
+def test_unknown_command_fails_with_code_59_and_names_the_command(wire_server, wire_client, name):
     with pytest.raises(OperationFailure) as failure:
-        wire_client.admin.command("noSuchCommand")
+        wire_client.test_wireserver.command(name, "sessions")
     assert failure.value.code == 59
+    assert failure.value.details["codeName"] == "CommandNotFound"
+    assert failure.value.details["errmsg"] == f"no such command: '{name}'"
+    assert wire_server.wait_for(f"wireserver: no such command: '{name}'", timeout=5) is not None  # and on stderr
+
+
+def test_an_unacknowledged_write_is_run_and_not_answered(wire_server, wire_client):
+    # w:0 sets OP_MSG's moreToCome flag: a reply would desynchronise the connection
+    # (the node driver sends endSessions this way when it closes).
+    fire_and_forget = wire_client.test_wireserver.get_collection("sessions", write_concern=WriteConcern(w=0))
+    fire_and_forget.insert_one({"_id": "s1"})
+    deadline = time.monotonic() + 5
+    while wire_client.test_wireserver.sessions.find_one({"_id": "s1"}) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert wire_client.test_wireserver.sessions.find_one({"_id": "s1"}) == {"_id": "s1"}
+    assert "Traceback" not in wire_server.log()
 
 
 # --- TTL monitor ---
@@ -159,11 +176,12 @@ def test_ttl_monitor_deletes_expired_documents():
 # --- Persistence ---
 
 def test_data_file_keeps_data_across_kill_and_restart(tmp_path):
-    data, port = tmp_path / "wire.bson", wireserver.free_port()
+    data = tmp_path / "wire.bson"
     expires = utcnow() + datetime.timedelta(hours=1)
 
     # Store a session and a TTL index, then kill the server abruptly.
-    process = wireserver.start_wire_server(port=port, data=data)
+    process = wireserver.start_wire_server(data=data)
+    port = process.port
     try:
         with connect(process.url) as client:
             client.app.sessions.insert_one({"_id": "s1", "expires": expires})
@@ -183,8 +201,8 @@ def test_data_file_keeps_data_across_kill_and_restart(tmp_path):
 
 
 def test_without_a_data_file_a_restart_starts_empty():
-    port = wireserver.free_port()
-    process = wireserver.start_wire_server(port=port)
+    process = wireserver.start_wire_server()
+    port = process.port
     try:
         with connect(process.url) as client:
             client.app.sessions.insert_one({"_id": "s1"})
@@ -251,14 +269,3 @@ def test_sixteen_threads_see_consistent_results(wire_server):
         for client in clients:
             client.close()
 
-
-# --- nx-27017 ---
-
-def test_start_nx27017_answers_ping(tmp_path):
-    process = wireserver.start_nx27017(tmp_path / "nx.db")
-    try:
-        with connect(process.url) as client:
-            assert client.admin.command("ping")["ok"] == 1
-    finally:
-        process.stop()
-    assert not process.running()
