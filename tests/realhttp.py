@@ -23,14 +23,6 @@ def user_of(child):
     return Client("127.0.0.1", child.port)
 
 
-def ServiceProcess(env=None):
-    """Deprecated: use start_service(env) and user_of(child). Kept only until
-    tests/test_browser.py and bench/outage.py no longer call it."""
-    child = start_service(env)
-    child.client = lambda: user_of(child)
-    return child
-
-
 class Response:
     def __init__(self, status, headers, body):
         self.status, self.headers, self.body = status, headers, body
