@@ -1,4 +1,4 @@
-"""In-process cost: WSGI calls, no sockets, no server, no access log, no store process.
+"""In-process cost: WSGI calls, no sockets, no server, no store process.
 
 Bare Bottle (bench/bare.py) beside the service on its embedded store
 (sessions.MemoryStore), on the same routes. Batches interleave the two apps;
@@ -6,6 +6,7 @@ medians. What the service costs beyond bare Bottle is its session layer.
 """
 
 import io
+import os
 import sys
 import time
 
@@ -28,7 +29,9 @@ def memory_store(**kwargs):
 
 
 def service_app(store):
-    return service.make_app(sessions.SessionInterface(store, sessions.Options(secrets=(SECRET,))))
+    """As service.main() builds it: the routes inside outermost(), whose access line goes to /dev/null here."""
+    app = service.make_app(sessions.SessionInterface(store, sessions.Options(secrets=(SECRET,))))
+    return service.outermost(app, access_log=True, stream=open(os.devnull, "w"))
 
 
 def environ(method, path, cookie=None, body=None):
@@ -83,5 +86,5 @@ def measure(batch, reps):
         for kind in REQUESTS:
             for label, app in apps.items():
                 times = per_call_us(app, kind, cookies[label], batch)
-                samples.setdefault(kind, {}).setdefault(label, []).append(sum(times) / len(times))
+                samples.setdefault(kind, {}).setdefault(label, []).append(sorted(times)[len(times) // 2])
     return {kind: {label: sorted(v)[len(v) // 2] for label, v in by_app.items()} for kind, by_app in samples.items()}

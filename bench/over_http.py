@@ -5,6 +5,7 @@ bound (port 0). wrk -t2 loads one target at a time (-c connections, whole
 seconds), repetitions interleaved across targets; medians. CPU seconds of the
 target, the wire server and wrk come from /proc/PID/stat and wait4, so each
 row says which process was busy: with two cores, any of them can be the limit.
+This process is counted too: it reads the targets' output (the service's access log).
 """
 
 import http.client
@@ -70,13 +71,16 @@ class Target:
             return [d["_id"] for d in client[self.db]["sessions"].find({}, {"_id": 1})]
 
     def reset(self):
-        """Back to the sessions stored at the start (a run's logins would slow the wire server's later runs)."""
+        """Back to the sessions stored at the start (a run's logins would slow the wire server's later runs),
+        and forget the access lines read meanwhile."""
+        self.child.lines.clear()
         if self.wire:
             with pymongo.MongoClient(self.wire.url) as client:
                 client[self.db]["sessions"].delete_many({"_id": {"$nin": self.keep}})
 
     def pids(self):
-        return {"server": self.child.pid, **({"wire server": self.wire.pid} if self.wire else {})}
+        """The processes whose CPU a run reports; "bench" is this process, which reads the targets' output."""
+        return {"server": self.child.pid, **({"wire server": self.wire.pid} if self.wire else {}), "bench": os.getpid()}
 
     def stop(self):
         self.child.stop()
@@ -134,9 +138,9 @@ def run_wrk(target, kind, seconds, connections, lua):
     wall = time.monotonic() - started
     cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     cpu["wrk"] = usage.ru_utime + usage.ru_stime
-    if status != 0 or "Requests/sec" not in output:
-        raise RuntimeError(f"wrk failed ({status}) on {target.label}:\n{output}")
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.M))
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.M))
+    if status != 0 or "Requests/sec" not in output or len(latency) != 2:
+        raise RuntimeError(f"wrk failed ({status}) on {target.label} {kind}:\n{output}")
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
             "requests": int(re.search(r"(\d+) requests in", output).group(1)),

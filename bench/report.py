@@ -35,8 +35,8 @@ def inproc_table(us, batch, reps):
              f"{v['service, MemoryStore'] - v[BARE]:.1f}"] for kind, v in us.items()]
     return table("In-process cost per request (microseconds, WSGI calls)",
                  ["request", "bare Bottle", "service, MemoryStore", "speed vs bare", "session layer us"], rows,
-                 [f"Mean of {batch} calls per batch, median of {reps} interleaved batches; no sockets, no server, "
-                  "no access log."])
+                 [f"Median of {batch} timed calls per batch, median of {reps} interleaved batches; no sockets, no server, "
+                  "the service's access line written to /dev/null."])
 
 
 def store_of(label):
