@@ -269,6 +269,19 @@ def test_a_login_beyond_the_memory_cap_is_a_503_that_says_why():
         assert re.search(r"full|limit|cap|maximum|too many", error, re.I), error
         for n, user in enumerate(users[:3]):
             assert user.get("/name").json() == {"name": f"user{n}"}
+        assert users[0].post("/logout").status == 200  # a logout frees a place
+        assert login(users[3], "fourth").json() == {"name": "fourth"}
+
+
+# --- ACCESS_LOG (issue 9: an option accepted and ignored is a bug) ---
+
+@pytest.mark.parametrize("access_log, lines", [("1", 1), ("0", 0)])
+def test_access_log_0_writes_no_access_line(access_log, lines):
+    with running({"ACCESS_LOG": access_log}) as service:
+        assert Client("127.0.0.1", service.port).get("/healthz").status == 200
+        assert service.stop() == 0  # every line it would write is written by now
+        written = [line for line in service.lines if re.search(r" INFO GET /healthz 200 [\d.]+ms$", line)]
+        assert len(written) == lines, service.log()
 
 
 # --- Webtest level (fast, in-process): headers, names, the page, the last second ---
