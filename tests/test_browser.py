@@ -1,16 +1,20 @@
 """The teaching page in a real headless Chromium (Debian's chromium + chromium-driver).
 
-Cookies are a browser's business: HttpOnly, SameSite and expiry are checked
-where they are enforced, in the browser's own cookie jar.
+Cookies are a browser's business: HttpOnly, SameSite, expiry, the `__Host-`
+prefix and framing rules are checked where they are enforced, in the browser.
 """
 
+import http.server
 import os
 import shutil
+import threading
 
 import pytest
 
+import proxy
 from conftest import skip_unless
-from realhttp import ServiceProcess
+from realhttp import Client, start_service
+from wireserver import free_port
 
 pytestmark = pytest.mark.timeout(120)
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -23,8 +27,7 @@ def missing():
     return None
 
 
-@pytest.fixture
-def browser(tmp_path):
+def start_browser(profile, *flags):
     skip_unless(missing())
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -33,10 +36,17 @@ def browser(tmp_path):
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,900"):
+                 f"--user-data-dir={profile}", "--window-size=1000,900", *flags):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, CSP reports included
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = start_browser(tmp_path / "profile")
     yield driver
     driver.quit()
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
@@ -44,9 +54,9 @@ def browser(tmp_path):
 
 @pytest.fixture
 def site():
-    process = ServiceProcess()
-    yield f"http://127.0.0.1:{process.port}"
-    process.kill()
+    child = start_service()
+    yield f"http://127.0.0.1:{child.port}"
+    child.kill()
 
 
 def submit(browser, form_action):
@@ -73,10 +83,29 @@ def page_text(browser):
     return browser.find_element(By.TAG_NAME, "body").text
 
 
+def csp_reports(browser):
+    """Console messages about the Content Security Policy since the last call."""
+    return [entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
+
+
+def test_the_page_sends_its_security_headers():
+    child = start_service()
+    try:
+        response = Client("127.0.0.1", child.port).get("/")
+    finally:
+        child.kill()
+    headers = {name.lower(): value for name, value in response.headers}
+    directives = {d.split()[0]: d.split()[1:] for d in headers.get("content-security-policy", "").split(";") if d.strip()}
+    assert directives.get("script-src", directives.get("default-src")) == ["'none'"], directives  # no scripts
+    assert directives.get("frame-ancestors") == ["'none'"] and directives.get("form-action") == ["'self'"]
+    assert headers.get("x-content-type-options") == "nosniff"
+    assert headers.get("referrer-policy") == "same-origin"
+
+
 def test_a_visitor_signs_in_stays_in_and_signs_out(browser, site, tmp_path):
     from selenium.webdriver.common.by import By
 
-    # Open the page: logged out, a form.
+    # Open the page: logged out, a form. (It comes with its CSP: the test above.)
     browser.get(site + "/")
     assert "Your browser sent no session cookie." in page_text(browser)
 
@@ -103,6 +132,9 @@ def test_a_visitor_signs_in_stays_in_and_signs_out(browser, site, tmp_path):
     assert browser.find_element(By.NAME, "name")
     assert [c for c in browser.get_cookies() if c["name"] == "example.sid"] == []
 
+    # The page's own policy blocked nothing of the page on the way (its style, its forms).
+    assert csp_reports(browser) == []
+
 
 def test_html_in_a_name_shows_as_text(browser, site):
     browser.get(site + "/")
@@ -118,3 +150,108 @@ def test_a_failed_form_login_shows_the_error(browser, site):
     sign_in(browser, "   ")  # passes the browser's `required`, fails the server's trim
     assert "name must be a string of 1 to 100 characters" in page_text(browser)
     assert browser.get_cookies() == []
+
+
+@pytest.fixture
+def other_origin(site):
+    """Another site (another port of 127.0.0.1) whose page frames the teaching page, and,
+    as the control, the service's /healthz, which has no frame-ancestors rule."""
+    page = (f'<!doctype html><title>elsewhere</title><iframe id="page" src="{site}/"></iframe>'
+            f'<iframe id="control" src="{site}/healthz"></iframe>').encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_another_site_cannot_frame_the_page(browser, other_origin):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.get(other_origin)
+    WebDriverWait(browser, 15).until(lambda b: b.execute_script("return document.readyState") == "complete")
+
+    def frame_document(frame_id):
+        # WebDriver may enter a cross-origin frame (page scripts may not): what did the frame load?
+        browser.switch_to.frame(browser.find_element(By.ID, frame_id))
+        try:
+            return browser.execute_script("return [document.URL, document.body ? document.body.innerText : '']")
+        finally:
+            browser.switch_to.default_content()
+
+    # The control frame loads: framing works in this setup, so a blocked frame means the page's rule.
+    url, text = WebDriverWait(browser, 15).until(lambda b: (d := frame_document("control"))[1] and d)
+    assert url.endswith("/healthz") and "ok" in text.lower(), (url, text)
+    # The teaching page's frame holds Chromium's error page instead, and the console says why.
+    url, text = frame_document("page")
+    assert url.startswith("chrome-error://") and "Your browser sent no session cookie." not in text, (url, text)
+    assert any("frame-ancestors 'none'" in message for message in csp_reports(browser))
+
+
+# --- The `__Host-` cookie, in Chromium, over HTTPS through deploy/nginx.conf ---
+
+@pytest.fixture
+def tls_site(tmp_path):
+    """service.py with a `__Host-sid` cookie behind nginx; yields (https URL, TLS material)."""
+    skip_unless(proxy.missing())
+    tls = proxy.make_certificates(tmp_path)
+    port = free_port()
+    child = start_service({"PORT": str(port), "SESSION_COOKIE_NAME": "__Host-sid", "COOKIE_SECURE": "true",
+                           "TRUST_PROXY": "127.0.0.1"})
+    try:
+        nginx = proxy.start_nginx(tmp_path, free_port(), [port] * 3, tls)  # one instance, named three times
+        try:
+            yield f"https://127.0.0.1:{nginx.port}", tls
+        finally:
+            proxy.stop_nginx(nginx)
+    finally:
+        child.kill()
+
+
+def test_a_host_prefixed_cookie_is_path_root_secure_and_host_only(tls_site):
+    site, tls = tls_site
+    client = proxy.TLSClient(int(site.rsplit(":", 1)[1]), proxy.tls_context(tls))
+    [set_cookie] = client.post("/", {"name": "Alice"}).set_cookies()
+    name, attributes = set_cookie.split("=", 1)[0], [a.strip().lower() for a in set_cookie.split(";")[1:]]
+    assert name == "__Host-sid" and "path=/" in attributes and "secure" in attributes, set_cookie
+    assert not any(a.startswith("domain") for a in attributes), set_cookie
+    assert client.get("/name").json() == {"name": "Alice"}
+    [cleared] = client.post("/logout").set_cookies()  # cleared with the same attributes, or a browser keeps it
+    assert cleared.startswith("__Host-sid=") and "Path=/" in cleared and "Secure" in cleared, cleared
+
+
+def test_chromium_keeps_a_host_prefixed_cookie_over_https(tls_site, tmp_path):
+    site, tls = tls_site
+    # Trust exactly the test certificate's key, nothing else (needs --user-data-dir, which start_browser sets).
+    browser = start_browser(tmp_path / "tls-profile", f"--ignore-certificate-errors-spki-list={tls['spki']}")
+    try:
+        browser.get(site + "/")
+        assert "Your browser sent no session cookie." in page_text(browser)
+        sign_in(browser, "Alice")
+        assert "Signed in as Alice." in page_text(browser)
+        # Chromium stores a __Host- cookie only if it is Secure, Path=/, has no Domain and came over HTTPS.
+        [cookie] = [c for c in browser.get_cookies() if c["name"] == "__Host-sid"]
+        assert cookie["secure"] is True and cookie["path"] == "/" and cookie["httpOnly"] is True
+        assert cookie["domain"] == "127.0.0.1"  # host-only: no leading dot, no Domain attribute
+        browser.get(site + "/name")
+        assert '"name": "Alice"' in page_text(browser)
+        # Sign out: the clearing cookie must meet the same rules, or Chromium would keep the old one.
+        browser.get(site + "/")
+        submit(browser, "/logout")
+        assert [c for c in browser.get_cookies() if c["name"] == "__Host-sid"] == []
+    finally:
+        browser.quit()
