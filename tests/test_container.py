@@ -101,12 +101,15 @@ def base_image(tmp_path_factory, request):
 def image(base_image, tmp_path_factory, request):
     """The Containerfile built from the current tree; returns (image id, its Docker-format config)."""
     started, iidfile = time.monotonic(), tmp_path_factory.mktemp("build") / "iid"
+    previous = run(["podman", "image", "inspect", "--format", "{{.Id}}", IMAGE], check=False).stdout.strip()
     ca = ["-v", f"{HOST_CA}:{HOST_CA}:ro", "--build-arg", f"PIP_CERT={HOST_CA}"] if os.path.exists(HOST_CA) else []
     # --format docker: the OCI format has no HEALTHCHECK; --pull=never: offline, the base is local.
     run(["buildah", "build", "--quiet", "--isolation", "chroot", "--format", "docker", "--layers", "--pull=never",
          *ulimits(), "--build-arg", f"BASE={base_image}", *ca, "--iidfile", str(iidfile), "-t", IMAGE, ROOT],
         timeout=300)
     image_id = iidfile.read_text().strip()
+    if previous and previous not in image_id:  # the last tree's image, untagged now: gone, unless still in use
+        run(["buildah", "rmi", previous], check=False)
     say(request, f"built {IMAGE} ({image_id[7:19]}) in {time.monotonic() - started:.0f} s")
     inspected = json.loads(run(["buildah", "inspect", "--type", "image", image_id]).stdout)
     return image_id, inspected["Docker"]["config"]
