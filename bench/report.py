@@ -35,7 +35,8 @@ def inproc_table(us, batch, reps):
              f"{v['service, MemoryStore'] - v[BARE]:.1f}"] for kind, v in us.items()]
     return table("In-process cost per request (microseconds, WSGI calls)",
                  ["request", "bare Bottle", "service, MemoryStore", "speed vs bare", "session layer us"], rows,
-                 [f"Median of {batch} timed calls per batch, median of {reps} interleaved batches; no sockets, no server, "
+                 [f"Median of {batch} timed calls per batch, median of {reps} interleaved batches; "
+                  "no sockets, no server, "
                   "the service's access line written to /dev/null."])
 
 
@@ -47,7 +48,9 @@ def limited_by(cpu):
     busiest = max(cpu, key=cpu.get)
     if cpu[busiest] >= 85:
         return f"{busiest} ({cpu[busiest]:.0f}% of a core)"
-    return f"both cores ({sum(cpu.values()):.0f}%)" if sum(cpu.values()) >= 170 else f"none ({busiest} {cpu[busiest]:.0f}%)"
+    if sum(cpu.values()) >= 170:
+        return f"both cores ({sum(cpu.values()):.0f}%)"
+    return f"none ({busiest} {cpu[busiest]:.0f}%)"
 
 
 def http_table(http, kinds, labels, note):
@@ -73,7 +76,8 @@ def growth_table(results):
     for r in results:
         per = (r["rss_after"] - r["rss_before"]) / (r["sessions"] - 1) if r["sessions"] > 1 else None
         rows.append([f"{r['sessions']:,}", f"{r['us_median']:.1f}", f"{r['us_p99']:.1f}", ratio(r["us_median"], base),
-                     f"{per:.0f}" if per else "-", f"{r['json_mean']:.0f}", f"{per - r['json_mean']:.0f}" if per else "-"])
+                     f"{per:.0f}" if per else "-", f"{r['json_mean']:.0f}",
+                     f"{per - r['json_mean']:.0f}" if per else "-"])
     return table("Embedded store (MemoryStore): logged-in read and memory against sessions stored",
                  ["sessions stored", "us/read (median)", "p99 us", "vs 1", "RSS bytes/session", "stored JSON bytes",
                   "RSS beyond the JSON"], rows,
