@@ -544,6 +544,26 @@ def in_flight(channels):
                for ch in list(channels.values()))
 
 
+def strict_framing(listeners):
+    """RFC 9112 section 6.3: a request with both Content-Length and Transfer-Encoding
+    may be a smuggling attempt; answer it 400 and close the connection.  waitress
+    decodes the chunked body and overwrites Content-Length, so the app cannot see
+    it: this one function swaps in a parser (waitress's parser_class/channel_class)."""
+    from waitress.channel import HTTPChannel
+    from waitress.parser import HTTPRequestParser, ParsingError
+
+    class StrictParser(HTTPRequestParser):
+        def parse_header(self, header_plus):
+            super().parse_header(header_plus)
+            if self.chunked and "CONTENT_LENGTH" in self.headers:
+                raise ParsingError("Content-Length and Transfer-Encoding in one request")
+
+    class StrictChannel(HTTPChannel):
+        parser_class = StrictParser
+    for listener in listeners:
+        listener.channel_class = StrictChannel
+
+
 def serve(app, settings, store_kind, stopping):
     """Serve with waitress until `stopping` is set (SIGINT/SIGTERM), then stop
     accepting, let in-flight requests finish (at most DRAIN_FOR seconds) and return."""
@@ -563,6 +583,7 @@ def serve(app, settings, store_kind, stopping):
         log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc)
         return False
     listeners = [ch for ch in channels.values() if isinstance(ch, BaseWSGIServer)]
+    strict_framing(listeners)
     for listener in listeners:
         host = f"[{listener.effective_host}]" if ":" in listener.effective_host else listener.effective_host
         log.info("listening on http://%s:%s (store: %s)", host, listener.effective_port, store_kind)

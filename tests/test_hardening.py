@@ -240,6 +240,36 @@ def test_slow_clients_do_not_lock_out_a_fresh_client():
 
 # --- A weak secret is warned about, never echoed (issue 11, item 6) ---
 
+def exchange(port, data, timeout=5):
+    """Send raw bytes on one connection; return everything the server sent until it closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        conn.sendall(data)
+        received = b""
+        while chunk := conn.recv(65536):  # a server that keeps the connection open fails this by timeout
+            received += chunk
+    return received
+
+
+def test_content_length_with_chunked_is_a_400_that_closes_the_connection():
+    smuggled = b"GET /healthz?smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    ambiguous = (b"POST /logout HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled)
+    with running() as service:
+        answer = exchange(service.port, ambiguous)
+        assert answer.startswith(b"HTTP/1.1 400 ") and answer.count(b"HTTP/1.1 ") == 1, answer
+        assert b"\r\nConnection: close\r\n" in answer
+        # Ordinary framing still works: two pipelined requests, and a chunked body alone.
+        pipelined = exchange(service.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                                           b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert pipelined.count(b"HTTP/1.1 200 OK") == 2
+        chunked = exchange(service.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                         b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                                         b"f\r\n{\"name\": \"Ann\"}\r\n0\r\n\r\n")
+        assert chunked.startswith(b"HTTP/1.1 200 OK") and b'{"name": "Ann"}' in chunked
+        assert service.wait_for(r"GET /healthz 200", 5) is not None
+        assert not any("POST /logout" in line for line in service.lines)  # the ambiguous one never reached the app
+
+
 @pytest.mark.parametrize("secret", ["a", "Wk3xQz9p"])
 def test_a_short_secret_is_warned_about_without_echoing_it(secret):
     with running({"SESSION_SECRET": secret}) as service:
