@@ -134,11 +134,11 @@ def test_a_logout_through_one_instance_is_a_404_on_all_three(user, cluster):
 def test_a_smuggled_request_never_reaches_an_instance(nginx, tls, cluster):
     # Content-Length and Transfer-Encoding: chunked together (RFC 9112 6.3). The chunked body ends
     # at "0", and after it, inside what Content-Length counts, waits a second request.
-    # Plain waitress cannot refuse this: its parser drops Transfer-Encoding and sets CONTENT_LENGTH
-    # to the decoded length (waitress/parser.py), so the app never sees the ambiguity; sent straight
-    # to an instance, both requests are answered (200, then 404 for the marker) and the connection
-    # stays open. nginx answers 400 and closes, before any instance sees a byte: the front proxy
-    # is where this must be refused.
+    # Plain waitress cannot see this: its parser drops Transfer-Encoding and sets CONTENT_LENGTH to
+    # the decoded length (waitress/parser.py), so the app cannot tell, and waitress answered both
+    # requests on a kept-alive connection (checked before 18d0763: 200, then 404 for the marker).
+    # service.py now refuses it itself (400 and close); nginx refuses it first, answering 400 and
+    # closing before any instance sees a byte, which is what a front proxy must do.
     smuggled = b"0\r\n\r\nGET /smuggled-marker HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     request = (b"POST /logout HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
                b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n%s" % (nginx.port, len(smuggled), smuggled))
@@ -153,6 +153,7 @@ def test_a_smuggled_request_never_reaches_an_instance(nginx, tls, cluster):
     responses = re.findall(rb"^HTTP/1\.1 (\d{3})", received, re.MULTILINE)
     assert responses == [b"400"], received  # one answer, a refusal, and the connection closed after it
     assert re.search(rb"(?im)^connection: close\r$", received), received
+    assert b"<center>nginx</center>" in received and b"waitress" not in received  # nginx's refusal, not an instance's
     # Nothing of it reached an instance: no access line for the POST or the smuggled GET.
     time.sleep(0.2)  # an instance's line would be written within milliseconds
     for child, start in zip(cluster.instances, before):
