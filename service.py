@@ -591,8 +591,8 @@ def serve(app, settings, store_kind, stopping):
         wasyncore.loop(timeout=0.5, map=channels, count=1, use_poll=True)
 
     log.info("stopping: finishing requests in flight")
-    for listener in listeners:
-        listener.close()  # stop accepting; connections already accepted go on
+    for listener in listeners:  # stop accepting; connections already accepted go on
+        wasyncore.dispatcher.close(listener)  # the socket only: BaseWSGIServer.close() also ends the wake-up trigger
     deadline = time.monotonic() + DRAIN_FOR
     while time.monotonic() < deadline and in_flight(channels):
         wasyncore.loop(timeout=0.05, map=channels, count=1, use_poll=True)
