@@ -1,6 +1,8 @@
 """`python service.py` as users run it: a real process, real sockets."""
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +13,7 @@ import urllib.parse
 import pytest
 
 from child import Child
+from conftest import skip_unless
 from realhttp import ROOT, start_service, user_of
 from wireserver import free_port
 
@@ -63,6 +66,26 @@ def test_a_signal_stops_it_cleanly(running, signum):
     assert user_of(running).get("/healthz").status == 200
     assert running.stop(signum) == 0
     assert "Traceback" not in running.log()
+
+
+def test_as_pid_1_of_its_own_namespace_sigterm_still_stops_it_cleanly():
+    # In a container the service is PID 1, for which the kernel drops every signal that has
+    # no handler: SIGTERM must work because the service installs one, not by default.
+    skip_unless(None if shutil.which("unshare") else "unshare (util-linux) is not installed")
+    argv = ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, SERVICE]
+    env = {"HOST": "127.0.0.1", "PORT": "0", "SESSION_SECRET": "x" * 32}
+    wrapper = Child(argv, env=env, ready=r"listening on http://\S+:(\d+) ")
+    try:
+        assert user_of(wrapper).get("/healthz").status == 200
+        with open(f"/proc/{wrapper.pid}/task/{wrapper.pid}/children") as children:
+            (service_pid,) = map(int, children.read().split())  # the service, PID 1 inside
+        with open(f"/proc/{service_pid}/status") as status:
+            assert re.search(r"^NSpid:\s+\d+\s+1$", status.read(), re.M)
+        os.kill(service_pid, signal.SIGTERM)
+        assert wrapper.proc.wait(15) == 0  # unshare exits with its child's code
+        assert "Traceback" not in wrapper.log() and "stopping" in wrapper.log()
+    finally:
+        wrapper.kill()
 
 
 def test_sigterm_lets_a_request_in_flight_finish(running):
