@@ -257,6 +257,7 @@ def check_name(name):
     """Trimmed and NFC-normalised, 1 to MAX_NAME characters, nothing invisible or reordering."""
     # Control (Cc), format (Cf: bidi overrides, zero-width) and surrogate (Cs) characters
     # let a displayed name pass for another ("admin\u202e", "ad\u200bmin").
+    name = name.strip()
     bad = {unicodedata.category(c) for c in name} & {"Cc", "Cf", "Cs"}
     if bad:
         kinds = {"Cc": "control", "Cf": "invisible or direction-changing", "Cs": "unpaired surrogate"}
