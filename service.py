@@ -536,13 +536,25 @@ def outermost(app, access_log=True, stream=sys.stderr, clock=time.time):
 # --- Serving ---
 
 
-def in_flight(channels):
-    """Whether any connection has a request partly received, queued, running or
-    not yet sent.  waitress has no drain API (Pylons/waitress#372), so this one
-    function reads its channels' fields."""
+def drain(listeners, channels, wait_for=DRAIN_FOR, quiet_for=1.0):
+    """Stop accepting and let what was accepted finish (at most `wait_for` seconds).
+    waitress has no drain API (Pylons/waitress#372), so this one function uses its
+    internals: the listeners' accept, the channels' fields."""
+    from waitress import wasyncore
     from waitress.channel import HTTPChannel
-    return any(isinstance(ch, HTTPChannel) and (ch.request or ch.requests or ch.total_outbufs_len)
-               for ch in list(channels.values()))
+    for listener in listeners:
+        count = -1
+        while len(channels) != count:  # a connection the kernel queued but nobody accepted would be reset
+            count = len(channels)
+            listener.handle_accept()
+        wasyncore.dispatcher.close(listener)  # the socket only: BaseWSGIServer.close() also ends the wake-up trigger
+
+    def busy(ch):  # a request partly received, queued, running, or not yet sent; or a connection just used
+        return ch.request or ch.requests or ch.total_outbufs_len or time.time() - ch.last_activity < quiet_for
+    deadline = time.monotonic() + wait_for
+    while time.monotonic() < deadline and any(busy(ch) for ch in list(channels.values())
+                                              if isinstance(ch, HTTPChannel)):
+        wasyncore.loop(timeout=0.05, map=channels, count=1, use_poll=True)
 
 
 def strict_framing(listeners):
@@ -592,11 +604,7 @@ def serve(app, settings, store_kind, stopping):
         wasyncore.loop(timeout=0.5, map=channels, count=1, use_poll=True)
 
     log.info("stopping: finishing requests in flight")
-    for listener in listeners:  # stop accepting; connections already accepted go on
-        wasyncore.dispatcher.close(listener)  # the socket only: BaseWSGIServer.close() also ends the wake-up trigger
-    deadline = time.monotonic() + DRAIN_FOR
-    while time.monotonic() < deadline and in_flight(channels):
-        wasyncore.loop(timeout=0.05, map=channels, count=1, use_poll=True)
+    drain(listeners, channels)
     server.task_dispatcher.shutdown(timeout=1)
     wasyncore.close_all(channels)
     return True

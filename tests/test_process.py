@@ -1,5 +1,7 @@
 """`python service.py` as users run it: a real process, real sockets."""
 
+import collections
+import http.client
 import os
 import re
 import shutil
@@ -7,13 +9,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 
 import pytest
 
 from child import Child
-from conftest import skip_unless
+from conftest import run_threads, skip_unless
 from realhttp import ROOT, start_service, user_of
 from wireserver import free_port
 
@@ -66,6 +69,32 @@ def test_a_signal_stops_it_cleanly(running, signum):
     assert user_of(running).get("/healthz").status == 200
     assert running.stop(signum) == 0
     assert "Traceback" not in running.log()
+
+
+def test_sigterm_resets_no_connection_it_accepted():
+    # Clients that keep connecting while the service stops: each is either served or refused
+    # (a proxy retries a refused connect), never reset after its request was sent.
+    outcomes = []
+    for _ in range(3):
+        service = start_service({"SESSION_SECRET": "x" * 32, "ACCESS_LOG": "0"})
+        stop = threading.Event()
+
+        def post_until_stopped(_):
+            while not stop.is_set():
+                conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
+                try:
+                    conn.request("POST", "/", body=b'{"name": "a"}', headers={"Content-Type": "application/json"})
+                    outcomes.append(conn.getresponse().status)
+                except ConnectionRefusedError:
+                    outcomes.append("refused")
+                    time.sleep(0.01)
+                except (ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError) as exc:
+                    outcomes.append(type(exc).__name__)
+                finally:
+                    conn.close()
+        run_threads(post_until_stopped, range(4), after=lambda: (time.sleep(0.5), service.stop(), stop.set()))
+    assert outcomes.count(200) > 0 and outcomes.count("refused") > 0  # both sides of the stop were exercised
+    assert set(outcomes) <= {200, "refused"}, collections.Counter(outcomes)
 
 
 def test_as_pid_1_of_its_own_namespace_sigterm_still_stops_it_cleanly():
