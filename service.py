@@ -157,18 +157,18 @@ class GuardedStore:
     A hung MongoDB holds each request for the whole driver timeout; with every
     waitress thread waiting, /healthz would queue behind them and an
     orchestrator would restart a healthy process.  So at most `slots` threads
-    wait on the store (the rest serve requests that need none), a request
-    finds no slot fails at once once a call has hung for `stalled_after`
-    seconds, and after a connection failure or timeout (a circuit breaker,
-    open) requests fail fast while one probe at a time tries the store; the
-    first success closes it.  Errors become sessions.StoreUnavailable (503)."""
+    wait on the store (the rest serve requests that need none); a request that
+    finds no slot fails at once if a call has hung for `stalled_after` seconds;
+    and after a connection failure or a timeout (a circuit breaker, open)
+    requests fail fast, but for one probe at a time every `retry_after`
+    seconds; its success closes it.  Errors become sessions.StoreUnavailable."""
 
-    def __init__(self, store, slots, stalled_after=0.5, clock=time.monotonic):
-        self.store, self.stalled_after, self.clock = store, stalled_after, clock
+    def __init__(self, store, slots, stalled_after=0.5, retry_after=1.0, clock=time.monotonic):
+        self.store, self.stalled_after, self.retry_after, self.clock = store, stalled_after, retry_after, clock
         self._slots = threading.BoundedSemaphore(slots)
         self._lock = threading.Lock()
         self._started = {}  # thread id -> when its store call began
-        self._down = self._probing = False
+        self._down, self._probing, self._probe_at = False, False, 0.0
 
     def __getattr__(self, name):  # load, insert, compare_and_set, touch, delete, purge, ping
         method = getattr(self.store, name)
@@ -176,9 +176,9 @@ class GuardedStore:
 
     def _call(self, method, args):
         with self._lock:
-            probe = self._down and not self._probing
+            probe = self._down and not self._probing and self.clock() >= self._probe_at
             if self._down and not probe:
-                raise sessions.StoreUnavailable("the store failed; one request at a time is trying it again")
+                raise sessions.StoreUnavailable("the store failed; a probe tries it again shortly")
             self._probing |= probe
         try:
             self._take_slot()
@@ -190,7 +190,7 @@ class GuardedStore:
                 self._slots.release()
         except PyMongoError as exc:
             if isinstance(exc, ConnectionFailure) or exc.timeout:
-                self._down = True
+                self._down, self._probe_at = True, self.clock() + self.retry_after
             raise sessions.StoreUnavailable(type(exc).__name__) from exc
         finally:
             if probe:

@@ -1,0 +1,104 @@
+"""service.GuardedStore: a bound on threads waiting on the store, and a circuit breaker."""
+
+import threading
+
+import pytest
+from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
+
+import service
+import sessions
+from conftest import Clock, run_threads
+
+
+class ScriptedStore:
+    """A store whose ping does what the test says: answer, raise, or block until released."""
+
+    def __init__(self):
+        self.pings, self.fail, self.release = [], None, None
+
+    @property
+    def calls(self):
+        return len(self.pings)
+
+    def ping(self):
+        self.pings.append(1)  # list.append is atomic; += on an int is not
+        if self.release is not None:
+            self.release.wait(10)
+        if self.fail is not None:
+            raise self.fail
+
+
+@pytest.fixture
+def store():
+    return ScriptedStore()
+
+
+@pytest.fixture
+def guarded(store, clock):
+    return service.GuardedStore(store, slots=1, clock=clock)
+
+
+def test_a_store_error_becomes_store_unavailable(guarded, store):
+    store.fail = OperationFailure("not primary")
+    with pytest.raises(sessions.StoreUnavailable):
+        guarded.ping()
+
+
+@pytest.mark.parametrize("error", [AutoReconnect("connection refused"), NetworkTimeout("timed out")])
+def test_after_a_connection_failure_requests_fail_fast_without_touching_the_store(guarded, store, error):
+    store.fail = error
+    with pytest.raises(sessions.StoreUnavailable):
+        guarded.ping()
+    store.fail = None  # back already, but nobody may know before the next probe
+    for _ in range(5):
+        with pytest.raises(sessions.StoreUnavailable):
+            guarded.ping()
+    assert store.calls == 1
+
+
+def test_one_probe_after_retry_after_and_its_success_closes_the_breaker(guarded, store, clock):
+    store.fail = AutoReconnect("down")
+    with pytest.raises(sessions.StoreUnavailable):
+        guarded.ping()
+    clock.advance(guarded.retry_after)
+    with pytest.raises(sessions.StoreUnavailable):  # the probe, still failing: open again
+        guarded.ping()
+    assert store.calls == 2
+    clock.advance(guarded.retry_after)
+    store.fail = None
+    guarded.ping()  # the probe succeeds
+    guarded.ping()  # closed: every call goes through again
+    assert store.calls == 4
+
+
+def test_an_error_that_is_not_about_the_connection_leaves_the_breaker_closed(guarded, store):
+    store.fail = OperationFailure("bad query")
+    with pytest.raises(sessions.StoreUnavailable):
+        guarded.ping()
+    store.fail = None
+    guarded.ping()
+    assert store.calls == 2
+
+
+def test_while_a_call_hangs_others_fail_at_once_and_only_after_stalled_after(store, clock):
+    guarded = service.GuardedStore(store, slots=1, clock=clock)
+    store.release = threading.Event()
+    hung = threading.Thread(target=guarded.ping)
+    hung.start()
+    try:
+        while store.calls == 0:  # the hung call holds the only slot
+            threading.Event().wait(0.01)
+        clock.advance(guarded.stalled_after + 0.01)
+        with pytest.raises(sessions.StoreUnavailable, match="hangs"):
+            guarded.ping()
+        assert store.calls == 1
+    finally:
+        store.release.set()
+        hung.join(10)
+
+
+def test_a_busy_but_healthy_store_makes_callers_wait_for_a_slot_not_fail(store):
+    guarded = service.GuardedStore(store, slots=2, clock=Clock())  # the clock stands still: nothing ever stalls
+    results = []
+    run_threads(lambda _: results.append(guarded.ping() is None), range(16))
+    assert results == [True] * 16 and store.calls == 16
