@@ -1,5 +1,7 @@
 """Parsing the Cookie header as Node's `cookie` module does, and formatting Set-Cookie."""
 
+import datetime
+
 from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 
@@ -104,3 +106,33 @@ def test_set_cookie_max_age_is_never_negative():
 def test_set_cookie_escapes_what_encode_uri_component_escapes():
     header = sessions.format_set_cookie("sid", "a b;c,d/e+f-_.!~*'()", max_age=1, expires=0)
     assert header.startswith("sid=a%20b%3Bc%2Cd%2Fe%2Bf-_.!~*'(); ")
+
+
+@pytest.mark.parametrize("header, expected", [
+    ('a=""', {"a": ""}),  # an empty quoted value
+    ("Xa=1", {"Xa": "1"}),
+    ("a=X1X", {"a": "X1X"}),
+    ("a=\xa01", {"a": "\xa01"}),  # only spaces and tabs are trimmed
+    ("a=1\n", {"a": "1\n"}),
+])
+def test_parse_cookie_header_trims_only_what_node_trims(header, expected):
+    assert sessions.parse_cookie_header(header) == expected
+
+
+@pytest.mark.parametrize("max_age, sent", [(99.4, 100), (99.0004, 99), (99.9996, 100), (0.2, 1), (-3, 0)])
+def test_max_age_rounds_up_to_whole_seconds_at_millisecond_precision(max_age, sent):
+    # Rounded up, so the cookie never ends before the session; but to the millisecond
+    # first, so 99.0004 s (float noise on 99 s) is not a second more.
+    header = sessions.format_set_cookie("sid", "v", max_age=max_age, expires=0)
+    assert f"; Max-Age={sent}; " in header
+
+
+@pytest.mark.parametrize("value", [datetime.datetime(2100, 1, 1), datetime.datetime(2100, 1, 1, tzinfo=datetime.timezone.utc),
+                                   datetime.datetime(2100, 1, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=1)))])
+def test_a_stored_date_is_utc_whether_naive_or_aware(value):
+    assert sessions.to_timestamp(value) == 4_102_444_800.0
+
+
+def test_iso_dates_round_trip_as_javascript_writes_them():
+    assert sessions.to_iso(4_102_444_800.5) == "2100-01-01T00:00:00.500Z"
+    assert sessions.from_iso("2100-01-01T00:00:00.500Z") == 4_102_444_800.5

@@ -192,3 +192,13 @@ def test_the_touch_interval_is_inclusive(interface, cookie, clock, counted):
     clock.advance(TOUCH)  # exactly one interval: the expiry moves by TOUCH seconds, a touch is due
     assert interface.save_session(interface.open_session(cookie)) is not None
     assert counted.writes() == 1
+
+
+def test_a_session_without_an_absolute_deadline_is_touched_by_the_idle_timeout_alone(interface, cookie, clock, mongo):
+    doc = mongo.find_one()
+    mongo.update_one({}, {"$set": {"session": doc["session"].replace(',"absoluteExpires":"', ',"x":"')}})
+    clock.advance(TOUCH)
+    session = interface.open_session(cookie)
+    assert session.absolute_expires is None
+    assert max_age_of(interface.save_session(session)) == MAX_AGE
+    assert sessions.to_timestamp(mongo.find_one()["expires"]) == clock.now + MAX_AGE

@@ -7,7 +7,7 @@ import pytest
 
 import service
 import sessions
-from conftest import SECRET, DownCollection, cookie_value
+from conftest import SECRET, T0, DownCollection, cookie_value
 
 
 def login(client, name="Alice", **kwargs):
@@ -519,3 +519,217 @@ def test_a_body_without_a_declared_length_is_capped_at_exactly_16384_bytes(size,
         with pytest.raises(bottle.HTTPError) as caught:
             service.read_name(environ)
         assert caught.value.status_code == 413
+
+
+# --- exact error answers ---
+
+@pytest.mark.parametrize("body, kind, error", [
+    ("Alice", "text/plain", "send application/json or application/x-www-form-urlencoded"),
+    ("{not json", "application/json", "the body is not valid JSON"),
+    (b"name=\xff", "application/x-www-form-urlencoded", "the body is not valid form data"),
+    ('{"name": ""}', "application/json", "name must be a string of 1 to 100 characters"),
+    ("name=&name=Bob", "application/x-www-form-urlencoded", "name must be a string of 1 to 100 characters"),
+    ('{"name": "A\\u0000B"}', "application/json", "name must not contain control characters"),
+    ('{"name": "A\\u202eB"}', "application/json", "name must not contain invisible or direction-changing characters"),
+    ('{"name": "A\\u0007\\u200bB"}', "application/json",
+     "name must not contain control or invisible or direction-changing characters"),
+])
+def test_a_bad_login_says_exactly_what_is_wrong(client, body, kind, error):
+    response = client.post("/", body, content_type=kind, expect_errors=True)
+    assert response.status_int in (400, 415)
+    assert response.json == {"error": error}
+
+
+def test_a_declared_length_over_the_cap_is_refused_before_reading():
+    import io
+    import bottle
+    environ = {"CONTENT_TYPE": "application/json", "CONTENT_LENGTH": "16385",
+               "wsgi.input": io.BytesIO(b'{"name": "Alice"}')}  # the declared length is enough to refuse
+    with pytest.raises(bottle.HTTPError) as caught:
+        service.read_name(environ)
+    assert caught.value.status_code == 413 and caught.value.body == "the body must be at most 16384 bytes"
+
+
+def test_a_chunked_body_over_the_cap_says_why():
+    import io
+    import bottle
+    environ = {"CONTENT_TYPE": "application/json", "wsgi.input": io.BytesIO(_body_of(16385).encode())}
+    with pytest.raises(bottle.HTTPError) as caught:
+        service.read_name(environ)
+    assert caught.value.body == "the body must be at most 16384 bytes"
+
+
+def test_a_request_without_a_content_type_is_415():
+    import io
+    import bottle
+    with pytest.raises(bottle.HTTPError) as caught:
+        service.read_name({"wsgi.input": io.BytesIO(b"name=A")})
+    assert caught.value.status_code == 415
+
+
+def test_a_cross_site_post_says_why(client):
+    response = client.post("/", {"name": "A"}, headers={"Sec-Fetch-Site": "cross-site"}, status=403)
+    assert response.json == {"error": "cross-site form posts are refused"}
+
+
+def test_a_browser_post_is_redirected_with_an_empty_body(client):
+    response = client.post("/", {"name": "A"}, headers={"Accept": "text/*, application/json;q=0.5"}, status=303)
+    assert response.headers["Location"].endswith("/") and response.body == b""
+
+
+def test_a_wildcard_in_accept_counts_for_json_too(client):
+    # text/html at 0.5, anything else (JSON included) at 0.9: JSON is preferred.
+    response = client.post("/", {"name": "A"}, headers={"Accept": "text/html;q=0.5, */*;q=0.9"})
+    assert response.json == {"name": "A"}
+
+
+def test_an_unexpected_error_is_logged_by_its_kind(make_client, monkeypatch, caplog):
+    client = make_client()
+    monkeypatch.setattr(sessions.SessionInterface, "open_session", lambda *a: 1 / 0)
+    client.get("/name", status=500, expect_errors=True)
+    assert "unhandled error: ZeroDivisionError('division by zero')" in caplog.text
+
+
+# --- what every response gets: nosniff and the access line ---
+
+class Ticks:
+    """A clock that answers the given times in turn."""
+
+    def __init__(self, *times):
+        self.times = list(times)
+
+    def __call__(self):
+        return self.times.pop(0)
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    import time
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_every_response_is_nosniff(client):
+    import webtest
+    app = webtest.TestApp(service.outermost(client.app, access_log=False))
+    for path, status in [("/healthz", 200), ("/name", 404), ("/nowhere", 404)]:
+        assert app.get(path, status=status).headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_access_line_gives_time_method_path_status_and_milliseconds(client, utc):
+    import io
+    import webtest
+    log = io.StringIO()
+    clock = Ticks(T0 + 0.1, T0 + 0.1125, T0 + 1.5, T0 + 1.5021)
+    app = webtest.TestApp(service.outermost(client.app, stream=log, clock=clock))
+    app.get("/name", status=404)
+    app.get("/a b\x01", status=404)  # the path quoted: no raw control characters in the log
+    # The time is when the answer was done; the milliseconds are how long it took.
+    assert log.getvalue() == ("2100-01-01 00:00:00,112 INFO GET /name 404 12.5ms\n"
+                              "2100-01-01 00:00:01,502 INFO GET /a%20b%01 404 2.1ms\n")
+
+
+def test_the_access_line_is_on_by_default_and_can_be_switched_off(client):
+    import io
+    import webtest
+    on, off = io.StringIO(), io.StringIO()
+    webtest.TestApp(service.outermost(client.app, stream=on)).get("/healthz")
+    webtest.TestApp(service.outermost(client.app, access_log=False, stream=off)).get("/healthz")
+    assert " INFO GET /healthz 200 " in on.getvalue() and off.getvalue() == ""
+
+
+# --- the guarded store's breaker, per error kind (slots and the basics: test_guard.py) ---
+
+class FlakyStore:
+    """A store whose next calls fail with the queued errors, then succeed; it counts calls."""
+
+    def __init__(self, *errors):
+        self.errors, self.calls = list(errors), 0
+
+    def load(self, sid, now):
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return ("{}", now + 60)
+
+    def ping(self):
+        return self.load("x", 0)
+
+
+def test_the_guarded_store_passes_calls_through(clock):
+    guarded = service.GuardedStore(sessions.MemoryStore(clock=clock), slots=2, clock=clock)
+    guarded.insert("a", "{}", T0 + 60)
+    assert guarded.load("a", T0) == ("{}", T0 + 60)
+    assert guarded.compare_and_set("a", "{}", "1", T0 + 60, T0) is True
+    assert guarded.touch("a", T0 + 90, T0) is True
+    guarded.delete("a")
+    assert guarded.load("a", T0) is None
+
+
+@pytest.mark.parametrize("error", ["AutoReconnect", "ServerSelectionTimeoutError", "NetworkTimeout",
+                                   "ExecutionTimeout"])
+def test_a_connection_failure_or_timeout_opens_the_breaker_until_a_probe_succeeds(clock, error):
+    store = FlakyStore(STORE_ERRORS[error](), STORE_ERRORS[error]())
+    guarded = service.GuardedStore(store, slots=2, retry_after=1.0, clock=clock)
+    with pytest.raises(sessions.StoreUnavailable, match=error) as caught:
+        guarded.load("a", T0)
+    assert isinstance(caught.value.__cause__, pymongo.errors.PyMongoError)
+    with pytest.raises(sessions.StoreUnavailable, match="a probe tries it again shortly"):
+        guarded.load("a", T0)  # open: fails fast...
+    assert store.calls == 1  # ...without asking the store
+    clock.advance(0.999)
+    with pytest.raises(sessions.StoreUnavailable):
+        guarded.load("a", T0)
+    assert store.calls == 1
+    clock.advance(0.001)  # retry_after has passed: one probe goes through, and fails
+    with pytest.raises(sessions.StoreUnavailable, match=error):
+        guarded.load("a", T0)
+    assert store.calls == 2
+    with pytest.raises(sessions.StoreUnavailable):  # open again, for another retry_after
+        guarded.load("a", T0)
+    clock.advance(1.0)
+    assert guarded.load("a", T0) == ("{}", T0 + 60)  # the probe succeeds: closed
+    assert guarded.ping() == ("{}", 60) and store.calls == 4
+
+
+@pytest.mark.parametrize("error", ["OperationFailure", "WriteConcernError"])
+def test_an_error_that_is_no_outage_fails_only_its_own_request(clock, error):
+    store = FlakyStore(STORE_ERRORS[error]())
+    guarded = service.GuardedStore(store, slots=2, clock=clock)
+    with pytest.raises(sessions.StoreUnavailable, match=error):
+        guarded.load("a", T0)
+    assert guarded.load("a", T0) == ("{}", T0 + 60)  # the breaker stayed closed
+    assert store.calls == 2
+
+
+def test_only_one_probe_at_a_time(clock):
+    import threading
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowStore(FlakyStore):
+        def load(self, sid, now):
+            if self.calls == 1:  # the probe: hangs until released
+                self.calls += 1
+                entered.set()
+                release.wait(10)
+                return ("{}", 1.0)
+            return super().load(sid, now)
+
+    store = SlowStore(STORE_ERRORS["AutoReconnect"]())
+    guarded = service.GuardedStore(store, slots=4, retry_after=1.0, clock=clock)
+    with pytest.raises(sessions.StoreUnavailable):
+        guarded.load("a", T0)
+    clock.advance(1.0)
+    results = []
+    probe = threading.Thread(target=lambda: results.append(guarded.load("a", T0)))
+    probe.start()
+    assert entered.wait(10)
+    with pytest.raises(sessions.StoreUnavailable, match="a probe tries it again shortly"):
+        guarded.load("a", T0)  # a second request while the probe is out: fails fast
+    release.set()
+    probe.join(10)
+    assert results == [("{}", 1.0)] and store.calls == 2
+    assert guarded.load("a", T0) == ("{}", T0 + 60)  # closed by the probe's success

@@ -32,9 +32,15 @@ def test_a_loaded_session_is_unchanged(interface):
     lambda s: s.pop("user"),
     lambda s: s.update(user={"name": "Ann", "isLoggedIn": False}),
     lambda s: s.clear(),
+    lambda s: s["cart"].append(3),  # a list, edited in place
+    lambda s: s["cart"].__setitem__(0, 9),  # same length, another item
+    lambda s: s["cart"].__setitem__(0, 1.0),  # same value to Python, another JSON type
+    lambda s: s["cart"].pop(),
+    lambda s: s["nested"]["list"].append({}),
 ])
 def test_every_kind_of_edit_is_seen(interface, edit):
-    _, cookie = login(interface)
+    _, cookie = login(interface, {"user": {"name": "Ann", "isLoggedIn": True}, "cart": [1, 2],
+                                  "nested": {"list": [[]]}})
     session = interface.open_session(cookie)
     edit(session)
     assert session.modified
@@ -324,7 +330,7 @@ def test_a_merge_with_a_session_that_ended_meanwhile_is_a_conflict(interface, mo
                                      clock=clock)
     session = ours.open_session(cookie)
     session["x"] = 6
-    with pytest.raises(sessions.SessionConflict):
+    with pytest.raises(sessions.SessionConflict, match="^the session ended while this request was changing it$"):
         ours.save_session(session)
     assert mongo.count_documents({}) == 0  # a logout stays a logout
 
@@ -447,9 +453,12 @@ def test_a_saved_regeneration_deletes_the_old_id_only_once(interface, mongo, clo
     session.regenerate()
     session["a"] = 1
     ours.save_session(session)
+    assert session.cookie_id == session.id  # now the stored id
     session["a"] = 2  # the same session object saved again (a second save in one request)
     ours.save_session(session)
     assert store.calls.count(("delete", first.id)) == 1
+    assert [call for call in store.calls if call[0] == "delete"] == [("delete", first.id)]
+    assert interface.open_session(f"example.sid=s%3A{sessions.sign(session.id, SECRET)}") == {"a": 2}
 
 
 # --- exact size boundaries ---
@@ -511,3 +520,95 @@ def test_a_foreign_absolute_expires_means_no_known_deadline(interface, mongo):
     mongo.update_one({}, {"$set": {"session": json.dumps({**doc, "absoluteExpires": 1234})}})
     loaded = interface.open_session(cookie)
     assert not loaded.is_new and loaded.absolute_expires is None and "absoluteExpires" not in loaded
+
+
+# --- small things a reader relies on ---
+
+def test_a_new_sessions_flags_are_false(interface):
+    session = interface.open_session(None)
+    assert session.is_new is True
+    assert session.destroyed is False and session.touched is False and session.retired is False
+    assert session.modified is False
+
+
+def test_a_loaded_session_is_not_new_and_a_saved_one_is_unchanged(interface):
+    session, cookie = login(interface)
+    assert session.is_new is False  # stored now
+    loaded = interface.open_session(cookie)
+    assert loaded.is_new is False and loaded.cookie_id == loaded.id == session.id
+
+
+def test_a_changed_session_is_unchanged_once_saved(interface, counted):
+    _, cookie = login(interface)
+    session = interface.open_session(cookie)
+    session["cart"] = [1]
+    interface.save_session(session)
+    assert session.modified is False
+    counted.calls.clear()
+    interface.save_session(session)  # saving again writes nothing
+    assert counted.writes() == 0
+
+
+def test_a_regenerated_session_left_empty_has_no_cookie_id_after_save(interface, mongo):
+    first, cookie = login(interface)
+    session = interface.open_session(cookie)
+    session.regenerate()
+    assert interface.save_session(session) is None  # empty: not stored, no cookie
+    assert session.cookie_id is None and session.retired is False
+    assert mongo.count_documents({}) == 0
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda doc: "{not json",  # unreadable
+    lambda doc: doc.replace('"absoluteExpires":"2100-01-02T00:00:00.000Z"',
+                            '"absoluteExpires":"2099-12-31T23:59:59.000Z"'),  # past its absolute deadline
+])
+def test_a_session_that_cannot_be_served_gets_a_fresh_id_and_remembers_the_cookies(interface, mongo, spoil):
+    first, cookie = login(interface)
+    mongo.update_one({}, {"$set": {"session": spoil(mongo.find_one()["session"])}})
+    session = interface.open_session(cookie)
+    assert session.is_new and isinstance(session.id, str) and len(session.id) == 32 and session.id != first.id
+    assert session.cookie_id == first.id  # a login or logout deletes it
+
+
+def test_a_document_without_a_cookie_object_loads(interface, mongo):
+    first, cookie = login(interface)
+    mongo.update_one({}, {"$set": {"session": '{"user": {"name": "Ann", "isLoggedIn": true}}'}})
+    session = interface.open_session(cookie)
+    assert not session.is_new and session == {"user": {"name": "Ann", "isLoggedIn": True}}
+
+
+def test_the_stored_cookie_object_names_the_domain(make_interface, mongo):
+    interface = make_interface(cookie_domain="example.com")
+    login(interface)
+    assert stored(mongo)[1]["cookie"]["domain"] == "example.com"
+
+
+def test_a_change_over_https_stores_secure_true(interface, mongo):
+    _, cookie = login(interface)
+    session = interface.open_session(cookie)
+    session["cart"] = [1]
+    assert "; Secure" in interface.save_session(session, https=True)
+    assert stored(mongo)[1]["cookie"]["secure"] is True
+
+
+def test_the_clearing_cookie_is_secure_when_the_cookie_was(make_interface):
+    interface = make_interface(cookie_secure=True)
+    session = interface.open_session(None)
+    session.destroy()
+    assert "; Secure" in interface.save_session(session)
+
+
+def test_a_merge_keeps_a_key_this_request_set_to_none(interface, mongo, clock):
+    _, cookie = login(interface, {"x": 5})
+
+    def other_request_sets_x():
+        session = interface.open_session(cookie)
+        session["x"] = 6
+        interface.save_session(session)
+
+    ours = sessions.SessionInterface(InterferingStore(mongo, [other_request_sets_x]), interface.options, clock=clock)
+    session = ours.open_session(cookie)
+    session["k"] = None  # a new key whose value is null is still a change
+    ours.save_session(session)
+    assert interface.open_session(cookie) == {"x": 6, "k": None}

@@ -275,7 +275,7 @@ def test_a_full_memory_store_refuses_new_sessions(clock):
     store = sessions.MemoryStore(max_sessions=3, clock=clock)
     for sid in "abc":
         store.insert(sid, "{}", LIVE)
-    with pytest.raises(sessions.StoreFull) as caught:
+    with pytest.raises(sessions.StoreFull, match="^the in-memory store holds its maximum of 3 sessions$") as caught:
         store.insert("d", "{}", LIVE)
     assert isinstance(caught.value, sessions.StoreUnavailable)  # so HTTP says 503
     assert store.load("d", T0) is None
