@@ -487,15 +487,30 @@ class SessionInterface:
     """Opens a session from a Cookie header and saves it after the response
     is built: the two halves of a request (Flask's SessionInterface)."""
 
+    VERIFIED_MAX = 10_000  # Cookie headers remembered as verified; all forgotten when full
+
     def __init__(self, store, options, clock=time.time):
         self.store, self.options, self.clock = store, options, clock
+        # Parsing and the HMAC are most of a read's own work: remember the Cookie headers
+        # that verified, and only those (a forged one is checked every time, and costs no memory).
+        self._verified = {}
 
     def read_cookie(self, cookie_header):
         """The session cookie's value as sent, URL-decoded (or None), and the id
         in it if it has express's "s:" prefix and one of our secrets signed it (or None)."""
         name = self.options.cookie_name
-        raw = parse_cookie_header(cookie_header).get(name) if cookie_header and name in cookie_header else None
-        return raw, unsign(raw[2:], self.options.secrets) if raw and raw.startswith("s:") else None
+        if not cookie_header or name not in cookie_header:
+            return None, None
+        known = self._verified.get(cookie_header)
+        if known is not None:
+            return known
+        raw = parse_cookie_header(cookie_header).get(name)
+        sid = unsign(raw[2:], self.options.secrets) if raw and raw.startswith("s:") else None
+        if sid is not None:
+            if len(self._verified) >= self.VERIFIED_MAX:
+                self._verified.clear()
+            self._verified[cookie_header] = raw, sid
+        return raw, sid
 
     def open_session(self, cookie_header):
         """Return the request's session, or a new empty one.  This is the one

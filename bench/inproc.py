@@ -31,7 +31,7 @@ def memory_store(**kwargs):
 def service_app(store):
     """As service.main() builds it: the routes inside outermost(), whose access line goes to /dev/null here."""
     app = service.make_app(sessions.SessionInterface(store, sessions.Options(secrets=(SECRET,))))
-    return service.outermost(app, access_log=True, stream=open(os.devnull, "w"))
+    return service.outermost(app, access_log=open(os.devnull, "w"))
 
 
 def environ(method, path, cookie=None, body=None):
