@@ -11,8 +11,6 @@ until a worker accepts them.
 
 import base64
 import hashlib
-import http.client
-import json
 import os
 import re
 import shutil
@@ -22,7 +20,7 @@ import subprocess
 import time
 
 from child import Child
-from realhttp import ROOT, Response
+from realhttp import ROOT, Client
 
 NGINX = "/usr/sbin/nginx"
 CONF = os.path.join(ROOT, "deploy", "nginx.conf")
@@ -117,38 +115,9 @@ def tls_context(tls):
     return ssl.create_default_context(cafile=tls["ca"])
 
 
-class TLSClient:
-    """One user over HTTPS: a cookie jar (name -> value), a fresh connection per request."""
-
-    def __init__(self, port, context, host="127.0.0.1", timeout=20):
-        self.port, self.context, self.host, self.timeout, self.jar = port, context, host, timeout, {}
-
-    def request(self, method, path, body=None, headers=None):
-        headers = dict(headers or {})
-        if isinstance(body, dict):
-            body, headers["Content-Type"] = json.dumps(body), "application/json"
-        if self.jar and "Cookie" not in headers:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
-        connection = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.context)
-        try:
-            connection.request(method, path, body=body, headers=headers)
-            raw = connection.getresponse()
-            response = Response(raw.status, raw.getheaders(), raw.read())
-        finally:
-            connection.close()
-        for header in response.set_cookies():
-            name, _, rest = header.partition("=")
-            if "Max-Age=0" in header:
-                self.jar.pop(name, None)
-            else:
-                self.jar[name] = rest.split(";")[0]
-        return response
-
-    def get(self, path, **kwargs):
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path, body=None, **kwargs):
-        return self.request("POST", path, body=body, **kwargs)
+def tls_client(port, tls, timeout=20):
+    """One user over HTTPS to the proxy, verifying its certificate: realhttp.Client with the test CA."""
+    return Client("127.0.0.1", port, timeout=timeout, context=tls_context(tls))
 
 
 def wait_until(predicate, timeout, interval=0.05):

@@ -224,7 +224,7 @@ def tls_site(tmp_path):
 
 def test_a_host_prefixed_cookie_is_path_root_secure_and_host_only(tls_site):
     site, tls = tls_site
-    client = proxy.TLSClient(int(site.rsplit(":", 1)[1]), proxy.tls_context(tls))
+    client = proxy.tls_client(int(site.rsplit(":", 1)[1]), tls)
     [set_cookie] = client.post("/", {"name": "Alice"}).set_cookies()
     name, attributes = set_cookie.split("=", 1)[0], [a.strip().lower() for a in set_cookie.split(";")[1:]]
     assert name == "__Host-sid" and "path=/" in attributes and "secure" in attributes, set_cookie

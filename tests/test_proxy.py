@@ -85,7 +85,7 @@ def nginx(tls, cluster, tmp_path_factory):
 @pytest.fixture
 def user(nginx, tls):
     """A new HTTPS client of the proxy."""
-    return lambda: proxy.TLSClient(nginx.port, proxy.tls_context(tls))
+    return lambda: proxy.tls_client(nginx.port, tls)
 
 
 def log_in(client, name):
