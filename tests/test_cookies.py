@@ -129,8 +129,15 @@ def test_max_age_rounds_up_to_whole_seconds_at_millisecond_precision(max_age, se
 
 @pytest.mark.parametrize("value", [datetime.datetime(2100, 1, 1), datetime.datetime(2100, 1, 1, tzinfo=datetime.timezone.utc),
                                    datetime.datetime(2100, 1, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=1)))])
-def test_a_stored_date_is_utc_whether_naive_or_aware(value):
-    assert sessions.to_timestamp(value) == 4_102_444_800.0
+def test_a_stored_date_is_utc_whether_naive_or_aware(value, monkeypatch):
+    import time
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # whatever the machine's zone
+    time.tzset()
+    try:
+        assert sessions.to_timestamp(value) == 4_102_444_800.0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_iso_dates_round_trip_as_javascript_writes_them():

@@ -531,6 +531,7 @@ def test_a_body_without_a_declared_length_is_capped_at_exactly_16384_bytes(size,
     ("name=&name=Bob", "application/x-www-form-urlencoded", "name must be a string of 1 to 100 characters"),
     ('{"name": "A\\u0000B"}', "application/json", "name must not contain control characters"),
     ('{"name": "A\\u202eB"}', "application/json", "name must not contain invisible or direction-changing characters"),
+    ('{"name": "A\\ud800"}', "application/json", "name must not contain unpaired surrogate characters"),
     ('{"name": "A\\u0007\\u200bB"}', "application/json",
      "name must not contain control or invisible or direction-changing characters"),
 ])
@@ -587,7 +588,8 @@ def test_an_unexpected_error_is_logged_by_its_kind(make_client, monkeypatch, cap
     client = make_client()
     monkeypatch.setattr(sessions.SessionInterface, "open_session", lambda *a: 1 / 0)
     client.get("/name", status=500, expect_errors=True)
-    assert "unhandled error: ZeroDivisionError('division by zero')" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "unhandled error: ZeroDivisionError('division by zero')"]
 
 
 # --- what every response gets: nosniff and the access line ---
@@ -625,13 +627,13 @@ def test_the_access_line_gives_time_method_path_status_and_milliseconds(interfac
     import io
     import webtest
     log = io.StringIO()
-    clock = Ticks(T0 + 0.1, T0 + 0.1125, T0 + 1.5, T0 + 1.5021, T0 + 1.6, T0 + 1.6)
+    clock = Ticks(T0 + 0.1, T0 + 0.2, T0 + 1.5, T0 + 1.5021, T0 + 1.6, T0 + 1.6)
     app = webtest.TestApp(service.outermost(service.make_app(interface), access_log=log, clock=clock))
     app.get("/name", status=404)
     app.get("/a b\x01", status=404)  # the path quoted: no raw control characters in the log
     app.post("/logout?secret=1")  # never the query string
     # The time is when the answer was done; the milliseconds are how long it took.
-    assert log.getvalue() == ("2100-01-01 00:00:00,112 INFO GET /name 404 12.5ms\n"
+    assert log.getvalue() == ("2100-01-01 00:00:00,200 INFO GET /name 404 100.0ms\n"
                               "2100-01-01 00:00:01,502 INFO GET /a%20b%01 404 2.1ms\n"
                               "2100-01-01 00:00:01,600 INFO POST /logout 200 0.0ms\n")
 
@@ -728,3 +730,73 @@ def test_only_one_probe_at_a_time(clock):
     probe.join(10)
     assert results == [("{}", 1.0)] and store.calls == 2
     assert guarded.load("a", T0) == ("{}", T0 + 60)  # closed by the probe's success
+
+
+def test_an_answer_that_never_started_is_logged_with_a_dash(utc):
+    import io
+
+    def broken(environ, start_response):
+        raise RuntimeError("no answer")
+    log = io.StringIO()
+    app = service.outermost(broken, access_log=log, clock=Ticks(T0, T0))
+    with pytest.raises(RuntimeError):
+        app({"REQUEST_METHOD": "GET", "PATH_INFO": "/x"}, lambda *a: None)
+    assert log.getvalue() == "2100-01-01 00:00:00,000 INFO GET /x - 0.0ms\n"
+
+
+def test_a_json_login_with_a_charset_is_accepted(client):
+    response = client.post("/", '{"name": "A"}', content_type="application/json; charset=utf-8")
+    assert response.json == {"name": "A"}
+
+
+def test_the_guarded_stores_defaults():
+    guarded = service.GuardedStore(sessions.MemoryStore(), slots=1)
+    assert (guarded.stalled_after, guarded.retry_after) == (0.5, 1.0)
+
+
+@pytest.mark.parametrize("busy_for", [0, 0.5])  # 0.5: exactly stalled_after is not yet a stall
+def test_a_request_waits_for_a_slot_that_is_not_stalled(clock, busy_for):
+    import threading
+    entered, release = threading.Event(), threading.Event()
+
+    class BusyStore:
+        def load(self, sid, now):
+            if sid == "busy":
+                entered.set()
+                release.wait(10)
+            return (sid, 1.0)
+
+    guarded = service.GuardedStore(BusyStore(), slots=1, stalled_after=0.5, clock=clock)
+    busy = threading.Thread(target=guarded.load, args=("busy", T0))
+    busy.start()
+    assert entered.wait(10)
+    clock.advance(busy_for)
+    threading.Timer(0.1, release.set).start()  # the busy call ends soon
+    assert guarded.load("b", T0) == ("b", 1.0)
+    busy.join(10)
+
+
+def test_after_the_breaker_closes_requests_run_side_by_side_again(clock):
+    import threading
+    entered, release = threading.Event(), threading.Event()
+
+    class Store(FlakyStore):
+        def load(self, sid, now):
+            if sid == "slow":
+                entered.set()
+                release.wait(10)
+            return super().load(sid, now)
+
+    guarded = service.GuardedStore(Store(STORE_ERRORS["AutoReconnect"]()), slots=4, retry_after=1.0, clock=clock)
+    with pytest.raises(sessions.StoreUnavailable):
+        guarded.load("a", T0)
+    clock.advance(1.0)
+    guarded.load("a", T0)  # the probe succeeds: closed
+    slow = threading.Thread(target=guarded.load, args=("slow", T0))
+    slow.start()
+    try:
+        assert entered.wait(10)
+        assert guarded.load("b", T0) == ("{}", T0 + 60)  # not treated as a second probe
+    finally:
+        release.set()
+        slow.join(10)

@@ -612,3 +612,23 @@ def test_a_merge_keeps_a_key_this_request_set_to_none(interface, mongo, clock):
     session["k"] = None  # a new key whose value is null is still a change
     ours.save_session(session)
     assert interface.open_session(cookie) == {"x": 6, "k": None}
+
+
+def test_a_loaded_session_with_lists_is_unchanged(interface):
+    _, cookie = login(interface, {"cart": [1, [2, {"a": [3]}]], "tags": []})
+    assert interface.open_session(cookie).modified is False
+
+
+def test_a_merge_never_brings_back_a_null_key_this_request_deleted(interface, mongo, clock):
+    _, cookie = login(interface, {"x": 5, "k": None})
+
+    def other_request_sets_x():
+        session = interface.open_session(cookie)
+        session["x"] = 6
+        interface.save_session(session)
+
+    ours = sessions.SessionInterface(InterferingStore(mongo, [other_request_sets_x]), interface.options, clock=clock)
+    session = ours.open_session(cookie)
+    del session["k"]
+    ours.save_session(session)
+    assert interface.open_session(cookie) == {"x": 6}
