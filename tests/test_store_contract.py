@@ -229,6 +229,16 @@ def test_purge_deletes_exactly_the_expired_sessions(store, clock):
     assert [store.load(f"s{i}", T0 - 10) is not None for i in range(5)] == [False, False, False, True, True]
 
 
+def test_purge_within_one_second_deletes_what_expired_and_keeps_the_rest_for_later(store, clock):
+    clock.now = T0 - 10
+    for sid, expires in [("a", T0 + 0.1), ("b", T0 + 0.2), ("c", T0 + 0.7)]:
+        store.insert(sid, sid, expires)
+    assert store.purge(T0 + 0.5) == 2
+    assert store.load("c", T0 + 0.5) == ("c", T0 + 0.7)
+    assert store.purge(T0 + 0.8) == 1  # "c" is still known to expire, and goes when it has
+    assert store.load("c", T0) is None
+
+
 def test_purge_of_nothing_expired_is_zero(store):
     store.insert("a", "{}", LIVE)
     assert store.purge(T0) == 0
