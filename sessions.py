@@ -113,7 +113,7 @@ class Options:
             fail("cookie_path", "a path starting with '/', printable ASCII without ';' (RFC 6265)", self.cookie_path)
         if self.cookie_domain is not None and not re.fullmatch(r"[A-Za-z0-9.-]+", self.cookie_domain):
             fail("cookie_domain", "a host name or None", self.cookie_domain)
-        if self.cookie_secure not in (True, False, "auto"):
+        if not (self.cookie_secure is True or self.cookie_secure is False or self.cookie_secure == "auto"):  # not 1, 0
             fail("cookie_secure", "True, False or 'auto'", self.cookie_secure)
         # RFC 6265bis cookie prefixes: a browser drops a __Host- cookie that is not Secure, Path=/ and host-only.
         if self.cookie_name.startswith(("__Host-", "__Secure-")) and self.cookie_secure is not True or (
@@ -564,8 +564,9 @@ class SessionInterface:
                 return False  # empty: do not let cookieless bots fill the store
             session.absolute_expires = now + opts.absolute_timeout
             session.expires = min(now + opts.max_age, session.absolute_expires)
-            self.store.insert(session.id, self._serialise(session, secure), session.expires)
-            session.is_new = False
+            session.stored = self._serialise(session, secure)
+            self.store.insert(session.id, session.stored, session.expires)
+            session.is_new, session._snapshot = False, _as_json(session)  # a second save in this request writes nothing
             return True
         if session.modified or opts.resave:
             self._replace(session, now, secure)

@@ -21,6 +21,8 @@ BAD = [
     ({"cookie_path": "/a;b"}, "cookie_path"),
     ({"cookie_domain": "a b"}, "cookie_domain"),
     ({"cookie_secure": "yes"}, "cookie_secure"),
+    ({"cookie_secure": 1}, "cookie_secure"),  # 1 == True in Python; not an option value here
+    ({"cookie_secure": 0}, "cookie_secure"),
     ({"max_age": 0}, "max_age"),
     ({"max_age": -5}, "max_age"),
     ({"max_age": "60"}, "max_age"),

@@ -538,6 +538,16 @@ def test_a_loaded_session_is_not_new_and_a_saved_one_is_unchanged(interface):
     assert loaded.is_new is False and loaded.cookie_id == loaded.id == session.id
 
 
+def test_a_new_session_is_unchanged_once_stored(interface, counted):
+    session = interface.open_session(None)
+    session["cart"] = [1]
+    interface.save_session(session)  # inserted
+    assert session.modified is False and session.stored is not None
+    counted.calls.clear()
+    interface.save_session(session)  # saving again in the same request writes nothing
+    assert counted.calls == []
+
+
 def test_a_changed_session_is_unchanged_once_saved(interface, counted):
     _, cookie = login(interface)
     session = interface.open_session(cookie)
