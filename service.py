@@ -564,6 +564,28 @@ def outermost(app, access_log=None, clock=time.time):
 # --- Serving ---
 
 
+def strict_framing(listeners):
+    """RFC 9112 section 6.3: a request with both Content-Length and Transfer-Encoding
+    may be a smuggling attempt; answer it 400 and close the connection.  waitress
+    decodes the chunked body and overwrites Content-Length, so the app cannot see
+    it: this one function swaps in a parser (waitress's parser_class/channel_class)."""
+    from waitress.channel import HTTPChannel
+    from waitress.parser import HTTPRequestParser, ParsingError
+
+    class StrictParser(HTTPRequestParser):
+        def parse_header(self, header_plus):
+            super().parse_header(header_plus)
+            if self.chunked and "CONTENT_LENGTH" in self.headers:
+                raise ParsingError("Content-Length and Transfer-Encoding in one request")
+
+    class StrictChannel(HTTPChannel):
+        parser_class = StrictParser
+    for listener in listeners:
+        listener.channel_class = StrictChannel
+
+
+# pragma: no mutate start: drain, serve and main run in child processes, where mutmut cannot see the
+# tests that cover them over real sockets (test_process.py, test_hardening.py, test_wire.py, test_proxy.py).
 def drain(listeners, channels, wait_for=DRAIN_FOR, quiet_for=1.0):
     """Stop accepting and let what was accepted finish (at most `wait_for` seconds).
     waitress has no drain API (Pylons/waitress#372), so this one function uses its
@@ -583,26 +605,6 @@ def drain(listeners, channels, wait_for=DRAIN_FOR, quiet_for=1.0):
     while time.monotonic() < deadline and any(busy(ch) for ch in list(channels.values())
                                               if isinstance(ch, HTTPChannel)):
         wasyncore.loop(timeout=0.05, map=channels, count=1, use_poll=True)
-
-
-def strict_framing(listeners):
-    """RFC 9112 section 6.3: a request with both Content-Length and Transfer-Encoding
-    may be a smuggling attempt; answer it 400 and close the connection.  waitress
-    decodes the chunked body and overwrites Content-Length, so the app cannot see
-    it: this one function swaps in a parser (waitress's parser_class/channel_class)."""
-    from waitress.channel import HTTPChannel
-    from waitress.parser import HTTPRequestParser, ParsingError
-
-    class StrictParser(HTTPRequestParser):
-        def parse_header(self, header_plus):
-            super().parse_header(header_plus)
-            if self.chunked and "CONTENT_LENGTH" in self.headers:
-                raise ParsingError("Content-Length and Transfer-Encoding in one request")
-
-    class StrictChannel(HTTPChannel):
-        parser_class = StrictParser
-    for listener in listeners:
-        listener.channel_class = StrictChannel
 
 
 def serve(app, settings, store_kind, stopping):
@@ -673,6 +675,9 @@ def main(env=os.environ):
     finally:
         if access_log:
             access_log.flush()
+
+
+# pragma: no mutate end
 
 
 if __name__ == "__main__":

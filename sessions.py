@@ -193,12 +193,20 @@ def _http_date(timestamp):
 
 
 _URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone, as express-session does
+_URI_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.!~*'()]")
+
+
+def _encode_uri_component(value):
+    """JavaScript's encodeURIComponent (the signed value is ASCII: three escapes, not a byte-by-byte quote)."""
+    if value.isascii():
+        return _URI_UNSAFE.sub(lambda found: f"%{ord(found.group()):02X}", value)
+    return urllib.parse.quote(value, safe=_URI_SAFE)
 
 
 def format_set_cookie(name, value, *, max_age, expires, path="/", domain=None, secure=False):
     """Build a Set-Cookie header value.  HttpOnly: page scripts cannot read the id.
     SameSite=Lax: other sites' forms and fetches do not carry it (CSRF)."""
-    parts = [f"{name}={urllib.parse.quote(value, safe=_URI_SAFE)}"]
+    parts = [f"{name}={_encode_uri_component(value)}"]
     if domain:
         parts.append(f"Domain={domain}")
     # Max-Age rounds up (from the milliseconds stored): the cookie may outlive the session by under a second, never
@@ -566,7 +574,7 @@ class SessionInterface:
             session.expires = min(now + opts.max_age, session.absolute_expires)
             session.stored = self._serialise(session, secure)
             self.store.insert(session.id, session.stored, session.expires)
-            session.is_new, session._snapshot = False, _as_json(session)  # a second save in this request writes nothing
+            session.is_new, session._snapshot = False, _copy(dict(session))  # a second save here writes nothing
             return True
         if session.modified or opts.resave:
             self._replace(session, now, secure)

@@ -156,3 +156,50 @@ def test_the_embedded_store_serialises_calls():
 
     run_threads(hammer, range(8), timeout=30)
     assert errors == [] and len(store) == 0
+
+
+@pytest.mark.parametrize("value, secure", [("auto", "auto"), ("true", True), ("false", False), (" False ", False)])
+def test_cookie_secure_maps_each_word_to_its_value(value, secure):
+    assert service.settings_from_env({"COOKIE_SECURE": value}).options.cookie_secure == secure
+
+
+@pytest.mark.parametrize("name, edge, beyond", [
+    ("PORT", "65535", "65536"), ("CONNECTION_LIMIT", "100000", "100001"),
+    ("SESSION_MEMORY_MAX_SESSIONS", "1000000000", "1000000001")])
+def test_the_upper_edge_is_accepted_and_one_more_refused(name, edge, beyond):
+    assert service.settings_from_env({name: edge})
+    with pytest.raises(service.ConfigError, match=f"^{name} must be a whole number from"):
+        service.settings_from_env({name: beyond})
+
+
+def test_an_option_error_names_the_variable_that_set_it():
+    with pytest.raises(service.ConfigError) as caught:
+        service.settings_from_env({"SESSION_COOKIE_NAME": "__Host-sid"})  # needs COOKIE_SECURE=true
+    assert str(caught.value).startswith("SESSION_COOKIE_NAME: cookie_name must be used with cookie_secure=True")
+
+
+def test_a_collection_name_with_nul_is_refused():
+    with pytest.raises(service.ConfigError, match="^SESSION_COLLECTION"):
+        service.settings_from_env({"SESSION_COLLECTION": "a\0b"})
+
+
+@pytest.mark.parametrize("url_options, added", [
+    ({}, {"w": "majority", "timeoutMS": 5000}),
+    ({"w": 1}, {"timeoutMS": 5000}),
+    ({"timeoutms": 0.7, "sockettimeoutms": 0.1}, {"w": "majority"}),
+    ({"sockettimeoutms": 2.0, "connecttimeoutms": 1.5}, {"w": "majority", "timeoutMS": 1500}),
+    ({"waitqueuetimeoutms": 0.25}, {"w": "majority", "timeoutMS": 250}),
+])
+def test_the_service_adds_only_what_the_url_does_not_say(url_options, added):
+    assert service.mongo_options(url_options) == added
+
+
+def test_with_mongo_url_the_store_is_guarded_with_a_slot_less_than_the_threads():
+    settings = service.settings_from_env({"MONGO_URL": "mongodb://127.0.0.1:9/app", "SESSION_COLLECTION": "web",
+                                          "THREADS": "5"})
+    store, kind, startup = service.open_store(settings)
+    assert kind == "mongodb" and isinstance(store, service.GuardedStore)
+    assert store.store.collection.full_name == "app.web" and startup == store.store.ensure_indexes
+    acquired = [store._slots.acquire(blocking=False) for _ in range(5)]
+    assert acquired == [True, True, True, True, False]  # THREADS - 1: one thread never waits on the store
+    store.store.collection.database.client.close()

@@ -1,0 +1,64 @@
+"""The serving pieces that can be tested in this process: the batched access log,
+and the parser that refuses ambiguous framing (over a socket: test_hardening.py)."""
+
+import io
+
+import pytest
+from waitress.adjustments import Adjustments
+from waitress.parser import ParsingError
+
+import service
+
+
+def test_access_lines_are_written_together_and_in_order_at_flush():
+    stream = io.StringIO()
+    log = service.AccessLog(stream, every=3600)  # the flusher thread never fires during the test
+    for n in range(3):
+        log.write(f"line {n}\n")
+    assert stream.getvalue() == ""  # batched: nothing written per line
+    log.flush()
+    assert stream.getvalue() == "line 0\nline 1\nline 2\n"
+    log.flush()  # nothing new: nothing written
+    assert stream.getvalue() == "line 0\nline 1\nline 2\n"
+
+
+def test_access_lines_reach_the_stream_by_themselves_within_the_interval():
+    class Stream(io.StringIO):
+        def __init__(self):
+            super().__init__()
+            self.flushed = service.threading.Event()
+
+        def flush(self):
+            super().flush()
+            if self.getvalue():
+                self.flushed.set()
+    stream = Stream()
+    service.AccessLog(stream, every=0.01).write("hello\n")
+    assert stream.flushed.wait(5) and stream.getvalue() == "hello\n"
+
+
+class Listener:
+    channel_class = None
+
+
+def strict_parser():
+    listener = Listener()
+    service.strict_framing([listener])
+    return listener.channel_class.parser_class(Adjustments())
+
+
+def test_content_length_with_chunked_is_a_parsing_error():
+    parser = strict_parser()
+    parser.received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert isinstance(parser.error, ParsingError) and "Content-Length and Transfer-Encoding" in str(parser.error)
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+])
+def test_ordinary_framing_still_parses(request_bytes):
+    parser = strict_parser()
+    parser.received(request_bytes)
+    assert parser.error is None and parser.completed
