@@ -584,8 +584,9 @@ def strict_framing(listeners):
         listener.channel_class = StrictChannel
 
 
-# pragma: no mutate start: drain, serve and main run in child processes, where mutmut cannot see the
-# tests that cover them over real sockets (test_process.py, test_hardening.py, test_wire.py, test_proxy.py).
+# Not mutated (the pragma below): drain, serve and main run in child processes, where mutmut cannot see
+# the tests that cover them over real sockets (test_process.py, test_hardening.py, test_wire.py, test_proxy.py).
+# pragma: no mutate start
 def drain(listeners, channels, wait_for=DRAIN_FOR, quiet_for=1.0):
     """Stop accepting and let what was accepted finish (at most `wait_for` seconds).
     waitress has no drain API (Pylons/waitress#372), so this one function uses its

@@ -135,14 +135,11 @@ def skip_unless(reason):
     pytest.skip(reason)
 
 
-def run_threads(target, arguments, timeout=60, after=None):
-    """Run target(argument) in one thread per argument and wait for all (bounded);
-    after(), if given, runs in this thread once they have all started."""
+def run_threads(target, arguments, timeout=60):
+    """Run target(argument) in one thread per argument and wait for all (bounded)."""
     threads = [threading.Thread(target=target, args=(a,)) for a in arguments]
     for t in threads:
         t.start()
-    if after is not None:
-        after()
     deadline = time.monotonic() + timeout
     for t in threads:
         t.join(max(0, deadline - time.monotonic()))

@@ -1,7 +1,7 @@
 """Hardening over real sockets: `python service.py` in a child process, as users run it.
 
-The last section runs in-process through webtest (fast): security headers, name
-rules, the page's cookie panel, Max-Age in the last second.
+The same items' in-process checks (security headers, name rules, the page's cookie
+panel, Max-Age in the last second) are in test_rules.py.
 
 Each socket test starts its own service (realhttp.start_service, PORT=0) and, where it
 needs MongoDB, its own wire server (wireserver.start_wire_server), and stops
@@ -11,7 +11,6 @@ every elapsed time is printed (pytest -s shows them).
 """
 
 import contextlib
-import json
 import os
 import re
 import resource
@@ -312,93 +311,3 @@ def test_access_log_0_writes_no_access_line(access_log, lines):
         assert service.stop() == 0  # every line it would write is written by now
         written = [line for line in service.lines if re.search(r" INFO GET /healthz 200 [\d.]+ms$", line)]
         assert len(written) == lines, service.log()
-
-
-# --- Webtest level (fast, in-process): headers, names, the page, the last second ---
-# The app as main() serves it (conftest's make_client wraps it in service.outermost).
-
-BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
-
-
-def csp_directives(header):
-    directives = {}
-    for part in header.split(";"):
-        words = part.split()
-        if words:
-            directives[words[0].lower()] = words[1:]
-    return directives
-
-
-@pytest.mark.parametrize("method, path, kwargs, status", [
-    ("GET", "/", {}, 200),
-    ("POST", "/", {"params": '{"name": "Ann"}', "content_type": "application/json"}, 200),
-    ("POST", "/", {"params": "x", "content_type": "text/plain"}, 415),
-    ("POST", "/", {"params": "name=Ann", "headers": {"Origin": "https://evil.example"}}, 403),
-    ("POST", "/logout", {}, 200),
-    ("GET", "/name", {}, 404),
-    ("GET", "/healthz", {}, 200),
-    ("GET", "/readyz", {}, 200),
-    ("PUT", "/name", {}, 405),
-    ("GET", "/no-such-page", {}, 404),
-])
-def test_every_response_says_nosniff(client, method, path, kwargs, status):
-    response = client.request(path, method=method, body=kwargs.get("params", "").encode(), expect_errors=True,
-                              headers=kwargs.get("headers", {}),
-                              **({"content_type": kwargs["content_type"]} if "content_type" in kwargs else {}))
-    assert response.status_int == status
-    assert response.headers.get("X-Content-Type-Options") == "nosniff"
-
-
-@pytest.mark.parametrize("request_page", [
-    lambda client: client.get("/"),
-    lambda client: client.post("/", {"name": "   "}, headers=BROWSER, status=400),  # the page with an error
-])
-def test_the_page_forbids_framing_scripts_and_foreign_form_posts(client, request_page):
-    page = request_page(client)
-    assert page.content_type == "text/html"
-    directives = csp_directives(page.headers["Content-Security-Policy"])
-    assert directives["frame-ancestors"] == ["'none'"]
-    assert directives["form-action"] == ["'self'"]
-    assert directives.get("script-src", directives.get("default-src")) == ["'none'"]
-    assert page.headers["Referrer-Policy"] == "same-origin"
-    assert page.headers["X-Content-Type-Options"] == "nosniff"
-
-
-@pytest.mark.parametrize("char", [
-    "\x00", "\x07", "\x1b", "\x7f", "\x85",  # Cc: NUL, bell, escape, delete, a C1 control
-    "\u202e", "\u202a", "\u2066", "\u061c",  # bidi: right-to-left override, embedding, isolate, Arabic mark
-    "\u200b", "\u200d", "\u2060", "\ufeff", "\u00ad",  # zero-width space, joiner, word joiner, BOM, soft hyphen
-])
-def test_a_name_with_a_control_or_format_character_is_refused_with_the_reason(client, mongo, char):
-    response = client.post_json("/", {"name": f"ad{char}min"}, status=400)
-    error = response.json["error"]
-    assert re.search(r"control|invisible|direction|format|zero-width|bidi", error, re.I), error
-    assert mongo.count_documents({}) == 0
-
-
-def test_a_name_is_normalised_to_nfc_before_its_length_is_checked(client, mongo):
-    decomposed = "e\u0301" * 60  # 120 characters in NFD, 60 in NFC
-    nfc = "\u00e9" * 60
-    assert client.post_json("/", {"name": f"  {decomposed}  "}).json == {"name": nfc}  # trimmed too
-    assert client.get("/name").json == {"name": nfc}
-    assert json.loads(mongo.find_one()["session"])["user"]["name"] == nfc  # stored in NFC
-    assert client.post_json("/", {"name": "e\u0301" * 100}).json == {"name": "\u00e9" * 100}  # 200 in NFD
-    client.post_json("/", {"name": "\u00e9" * 100 + "e\u0301"}, status=400)  # 101 in NFC
-
-
-def test_a_cookie_without_the_prefix_is_shown_as_sent(client):
-    page = client.get("/", headers={"Cookie": "example.sid=abcdefghij"}).text
-    assert not re.search(r"<dd><code>s:</code> prefix", page)  # the old page claimed one for any cookie
-    assert "abcdef" in page and "abcdefghij" not in page  # what was sent, its first 6 characters
-
-
-def test_in_the_last_second_the_cookie_outlives_the_session_not_the_reverse(make_client, clock):
-    client = make_client(absolute_timeout=10, touch_after=0)  # every read re-sends the cookie
-    client.post_json("/", {"name": "Ann"})
-    clock.advance(9.5)  # the absolute deadline is 0.5 s away: still served
-    response = client.get("/name")
-    assert response.json == {"name": "Ann"}
-    max_age = int(re.search(r"Max-Age=(\d+)", response.headers["Set-Cookie"]).group(1))
-    assert max_age >= 1, response.headers["Set-Cookie"]
-    clock.advance(0.5)  # the deadline: the session has ended
-    client.get("/name", status=404)

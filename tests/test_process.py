@@ -1,7 +1,5 @@
 """`python service.py` as users run it: a real process, real sockets."""
 
-import collections
-import http.client
 import os
 import re
 import shutil
@@ -9,14 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 
 import pytest
 
 from child import Child
-from conftest import run_threads, skip_unless
+from conftest import skip_unless
 from realhttp import ROOT, start_service, user_of
 from wireserver import free_port
 
