@@ -203,3 +203,14 @@ def test_with_mongo_url_the_store_is_guarded_with_a_slot_less_than_the_threads()
     acquired = [store._slots.acquire(blocking=False) for _ in range(5)]
     assert acquired == [True, True, True, True, False]  # THREADS - 1: one thread never waits on the store
     store.store.collection.database.client.close()
+
+
+def test_port_0_is_accepted_any_free_port():
+    assert service.settings_from_env({"PORT": "0"}).port == 0
+
+
+def test_with_one_thread_one_store_slot():
+    settings = service.settings_from_env({"MONGO_URL": "mongodb://127.0.0.1:9/app", "THREADS": "1"})
+    store, _, _ = service.open_store(settings)
+    assert [store._slots.acquire(blocking=False) for _ in range(2)] == [True, False]
+    store.store.collection.database.client.close()

@@ -81,3 +81,11 @@ def test_other_clients_keep_the_json_api(client, accept):
 def test_prefers_html(accept, html):
     import service
     assert service.prefers_html(accept) is html
+
+
+def test_the_panel_names_the_cookie_and_the_stored_expiry(make_client, interface, clock):
+    client = make_client(cookie_name="visit")
+    client.post("/", {"name": "Ann"}, headers=BROWSER)
+    page = client.get("/").text
+    assert "Cookie <code>visit</code> as sent" in page
+    assert f'expires: ISODate("{sessions.to_iso(clock() + 7 * 3600)}")' in page
