@@ -404,42 +404,37 @@ def test_regenerating_twice_deletes_the_id_the_request_arrived_with(interface, m
     assert interface.open_session(cookie).is_new
 
 
-def test_regenerating_then_destroying_deletes_the_id_the_request_arrived_with(interface, mongo):
-    first, cookie = login(interface)
+@pytest.mark.parametrize("steps", [("regenerate", "destroy"), ("destroy", "destroy")])
+def test_destroying_after_another_change_deletes_the_id_the_request_arrived_with(interface, mongo, steps):
+    _, cookie = login(interface)
     session = interface.open_session(cookie)
-    session.regenerate()
-    session.destroy()
+    for step in steps:
+        getattr(session, step)()
     assert interface.save_session(session).startswith("example.sid=;")
     assert mongo.count_documents({}) == 0
     assert interface.open_session(cookie).is_new
 
 
-def test_destroying_twice_deletes_the_id_the_request_arrived_with(interface, mongo):
-    first, cookie = login(interface)
-    session = interface.open_session(cookie)
-    session.destroy()
-    session.destroy()
-    interface.save_session(session)
-    assert mongo.count_documents({}) == 0
+def login_again(store, interface, clock, cookie):
+    """A second login on `cookie` through `store`: (its interface, the regenerated session, not yet saved)."""
+    ours = sessions.SessionInterface(store, interface.options, clock=clock)
+    session = ours.open_session(cookie)
+    session.regenerate()
+    session["user"] = {"name": "Zed", "isLoggedIn": True}
+    return ours, session
 
 
 def test_the_new_session_is_stored_before_the_old_one_is_deleted(interface, mongo, clock):
     first, cookie = login(interface)
     store = RecordingStore(mongo)
-    ours = sessions.SessionInterface(store, interface.options, clock=clock)
-    session = ours.open_session(cookie)
-    session.regenerate()
-    session["user"] = {"name": "Zed", "isLoggedIn": True}
+    ours, session = login_again(store, interface, clock, cookie)
     ours.save_session(session)
     assert store.calls == [("insert", session.id), ("delete", first.id)]
 
 
 def test_a_failed_insert_at_login_leaves_the_old_session_valid(interface, mongo, clock):
     first, cookie = login(interface)
-    ours = sessions.SessionInterface(RecordingStore(mongo, fail_insert=True), interface.options, clock=clock)
-    session = ours.open_session(cookie)
-    session.regenerate()
-    session["user"] = {"name": "Zed", "isLoggedIn": True}
+    ours, session = login_again(RecordingStore(mongo, fail_insert=True), interface, clock, cookie)
     with pytest.raises(Boom):
         ours.save_session(session)
     assert interface.open_session(cookie)["user"] == {"name": "Ann", "isLoggedIn": True}  # still logged in
@@ -609,8 +604,20 @@ def test_the_clearing_cookie_is_secure_when_the_cookie_was(make_interface):
     assert "; Secure" in interface.save_session(session)
 
 
-def test_a_merge_keeps_a_key_this_request_set_to_none(interface, mongo, clock):
-    _, cookie = login(interface, {"x": 5})
+def set_k_to_none(session):
+    session["k"] = None  # a new key whose value is null is still a change
+
+
+def delete_k(session):
+    del session["k"]
+
+
+@pytest.mark.parametrize("stored, change, merged", [
+    ({"x": 5}, set_k_to_none, {"x": 6, "k": None}),
+    ({"x": 5, "k": None}, delete_k, {"x": 6}),  # a null key this request deleted never comes back
+])
+def test_a_merge_keeps_this_requests_change_of_a_null_key(interface, mongo, clock, stored, change, merged):
+    _, cookie = login(interface, stored)
 
     def other_request_sets_x():
         session = interface.open_session(cookie)
@@ -619,9 +626,9 @@ def test_a_merge_keeps_a_key_this_request_set_to_none(interface, mongo, clock):
 
     ours = sessions.SessionInterface(InterferingStore(mongo, [other_request_sets_x]), interface.options, clock=clock)
     session = ours.open_session(cookie)
-    session["k"] = None  # a new key whose value is null is still a change
+    change(session)
     ours.save_session(session)
-    assert interface.open_session(cookie) == {"x": 6, "k": None}
+    assert interface.open_session(cookie) == merged
 
 
 def test_a_loaded_session_with_lists_is_unchanged(interface):
@@ -629,16 +636,3 @@ def test_a_loaded_session_with_lists_is_unchanged(interface):
     assert interface.open_session(cookie).modified is False
 
 
-def test_a_merge_never_brings_back_a_null_key_this_request_deleted(interface, mongo, clock):
-    _, cookie = login(interface, {"x": 5, "k": None})
-
-    def other_request_sets_x():
-        session = interface.open_session(cookie)
-        session["x"] = 6
-        interface.save_session(session)
-
-    ours = sessions.SessionInterface(InterferingStore(mongo, [other_request_sets_x]), interface.options, clock=clock)
-    session = ours.open_session(cookie)
-    del session["k"]
-    ours.save_session(session)
-    assert interface.open_session(cookie) == {"x": 6}
