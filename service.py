@@ -541,7 +541,7 @@ def outermost(app, access_log=None, clock=time.time):
     second = [None, ""]  # the last whole second and its formatted form: strftime once a second
 
     def handle(environ, start_response):
-        started, status = clock(), "-"
+        started, status, path = clock(), "-", environ.get("PATH_INFO", "")
 
         def start(line, headers, exc_info=None):
             nonlocal status
@@ -549,15 +549,21 @@ def outermost(app, access_log=None, clock=time.time):
             headers.append(("X-Content-Type-Options", "nosniff"))
             return start_response(line, headers, exc_info)
         try:
+            try:  # WSGI gives the path's bytes as latin-1; Bottle would drop bytes that are not UTF-8 (/%ff -> /)
+                path.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                start("400 Bad Request", [("Content-Type", "application/json"), ("Cache-Control", "no-store")])
+                return [b'{"error": "the path is not valid UTF-8"}']
             return app(environ, start)
         finally:
             if access_log:
                 now = clock()
                 if int(now) != second[0]:
                     second[:] = int(now), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-                path = urllib.parse.quote(environ.get("PATH_INFO", ""), safe="/")  # no raw control characters
+                # As the client sent it (PEP 3333: bytes as latin-1), escaped: no raw control characters.
+                sent = urllib.parse.quote(path.encode("latin-1", "replace"), safe="/")
                 access_log.write(f"{second[1]},{int(now * 1000) % 1000:03d} INFO {environ.get('REQUEST_METHOD')} "
-                                 f"{path} {status} {(now - started) * 1000:.1f}ms\n")
+                                 f"{sent} {status} {(now - started) * 1000:.1f}ms\n")
     return handle
 
 

@@ -116,8 +116,9 @@ class Options:
         if not (self.cookie_secure is True or self.cookie_secure is False or self.cookie_secure == "auto"):  # not 1, 0
             fail("cookie_secure", "True, False or 'auto'", self.cookie_secure)
         # RFC 6265bis cookie prefixes: a browser drops a __Host- cookie that is not Secure, Path=/ and host-only.
-        if self.cookie_name.startswith(("__Host-", "__Secure-")) and self.cookie_secure is not True or (
-                self.cookie_name.startswith("__Host-") and (self.cookie_path != "/" or self.cookie_domain)):
+        prefix = self.cookie_name.lower()  # browsers match the prefixes case-insensitively
+        if prefix.startswith(("__host-", "__secure-")) and self.cookie_secure is not True or (
+                prefix.startswith("__host-") and (self.cookie_path != "/" or self.cookie_domain)):
             fail("cookie_name", "used with cookie_secure=True (and for __Host-: cookie_path '/', no cookie_domain)",
                  self.cookie_name)
         for name in ("max_age", "absolute_timeout"):
@@ -496,6 +497,7 @@ class SessionInterface:
     is built: the two halves of a request (Flask's SessionInterface)."""
 
     VERIFIED_MAX = 10_000  # Cookie headers remembered as verified; all forgotten when full
+    VERIFIED_KEY_MAX = 512  # characters: a longer header is checked every time (the cache stays under ~10 MB)
 
     def __init__(self, store, options, clock=time.time):
         self.store, self.options, self.clock = store, options, clock
@@ -514,7 +516,7 @@ class SessionInterface:
             return known
         raw = parse_cookie_header(cookie_header).get(name)
         sid = unsign(raw[2:], self.options.secrets) if raw and raw.startswith("s:") else None
-        if sid is not None:
+        if sid is not None and len(cookie_header) <= self.VERIFIED_KEY_MAX:
             if len(self._verified) >= self.VERIFIED_MAX:
                 self._verified.clear()
             self._verified[cookie_header] = raw, sid

@@ -22,6 +22,8 @@ BAD = [
     ({"cookie_domain": "a b"}, "cookie_domain"),
     ({"cookie_secure": "yes"}, "cookie_secure"),
     ({"cookie_secure": 1}, "cookie_secure"),  # 1 == True in Python; not an option value here
+    ({"cookie_name": "__host-sid"}, "cookie_name"),  # browsers match cookie prefixes case-insensitively
+    ({"cookie_name": "__SECURE-sid"}, "cookie_name"),
     ({"cookie_secure": 0}, "cookie_secure"),
     ({"max_age": 0}, "max_age"),
     ({"max_age": -5}, "max_age"),

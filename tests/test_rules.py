@@ -95,3 +95,24 @@ def test_in_the_last_second_the_cookie_outlives_the_session_not_the_reverse(make
     assert max_age >= 1, response.headers["Set-Cookie"]
     clock.advance(0.5)  # the deadline: the session has ended
     client.get("/name", status=404)
+
+
+@pytest.mark.parametrize("path", ["/%ff", "/healthz%c0", "/na%ffme"])
+def test_a_path_that_is_not_utf8_is_a_400_not_another_route(client, path):
+    # Bottle would drop the bad bytes and serve /, /healthz and /name for these.
+    response = client.get(path, status=400)
+    assert response.json == {"error": "the path is not valid UTF-8"}
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_access_line_shows_the_path_as_sent():
+    import io
+
+    import webtest
+
+    import service
+    log = io.StringIO()
+    app = webtest.TestApp(service.outermost(service.make_app(None), access_log=log))
+    app.get("/caf%C3%A9", status=404)
+    app.get("/%ff", status=400)
+    assert " GET /caf%C3%A9 404 " in log.getvalue() and " GET /%FF 400 " in log.getvalue()

@@ -139,3 +139,11 @@ def test_signatures_are_compared_with_hmac_compare_digest():
 
 def test_a_value_with_dots_is_signed_and_verified_whole():
     assert sessions.unsign(sessions.sign("a.b.c", "k"), ["k"]) == "a.b.c"
+
+
+def test_a_long_cookie_header_is_verified_every_time_and_never_remembered():
+    interface = sessions.SessionInterface(sessions.MemoryStore(), sessions.Options(secrets=("k" * 32,)))
+    signed = "s%3A" + sessions.sign("an-id", "k" * 32)
+    short, long = f"example.sid={signed}", f"example.sid={signed}; z={'p' * 1000}"
+    assert interface.read_cookie(short)[1] == interface.read_cookie(long)[1] == "an-id"
+    assert list(interface._verified) == [short]  # memory is bounded by header size, not only by count
