@@ -244,7 +244,11 @@ def to_iso(timestamp):
 
 
 def from_iso(text):
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    """An ISO date as JavaScript writes it -> epoch seconds; None if it is not one (another writer's data)."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 # --- The session ---
@@ -485,13 +489,6 @@ def _load_data(stored):
     return data if isinstance(data, dict) else None
 
 
-def _from_iso_or_none(value):
-    try:
-        return from_iso(value)
-    except (TypeError, ValueError, AttributeError):
-        return None
-
-
 class SessionInterface:
     """Opens a session from a Cookie header and saves it after the response
     is built: the two halves of a request (Flask's SessionInterface)."""
@@ -537,7 +534,7 @@ class SessionInterface:
             # Unreadable: start afresh, but a login or logout still deletes the document this verified cookie names.
             return Session(new_id(), is_new=True, cookie_id=sid)
         data.pop("cookie", None)
-        absolute = _from_iso_or_none(data.pop("absoluteExpires", None))  # None: another service wrote it
+        absolute = from_iso(data.pop("absoluteExpires", None))  # None: another service wrote it
         if absolute is not None and absolute <= now:
             # OWASP: the absolute timeout ends the session, whoever extended 'expires' (say connect-mongo's touch).
             return Session(new_id(), is_new=True, cookie_id=sid)
