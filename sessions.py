@@ -28,17 +28,22 @@ beside its Store interface.  Standard library only.
 
 import base64
 import email.utils
+import functools
 import heapq
 import hmac
 import json
 import math
 import re
-import secrets
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+
+try:  # OpenSSL's CSPRNG keeps the GIL; os.urandom, under secrets.token_bytes, releases it (see sign)
+    from ssl import RAND_bytes as _random_bytes
+except ImportError:  # a Python built without OpenSSL
+    from os import urandom as _random_bytes
 
 # --- Errors ---
 
@@ -140,7 +145,8 @@ class Options:
 
 def sign(value, secret):
     """Return 'value.signature' (HMAC-SHA256, base64 without '=' padding)."""
-    mac = hmac.digest(secret.encode(), value.encode(), "sha256")
+    # hmac.new, not hmac.digest: that one releases the GIL, and among waitress's threads getting it back costs.
+    mac = hmac.new(secret.encode(), value.encode(), "sha256").digest()
     return value + "." + base64.b64encode(mac).decode().rstrip("=")
 
 
@@ -158,7 +164,7 @@ def unsign(signed, keys):
 
 def new_id():
     """A fresh session id: 24 random bytes, 192 bits, 32 URL-safe characters."""
-    return secrets.token_urlsafe(24)
+    return base64.urlsafe_b64encode(_random_bytes(24)).decode()
 
 
 # --- Cookie parsing and formatting ---
@@ -189,8 +195,9 @@ def parse_cookie_header(header):
     return cookies
 
 
-def _http_date(timestamp):
-    return email.utils.formatdate(timestamp, usegmt=True)  # English names whatever the locale
+@functools.lru_cache(maxsize=64)  # logins in the same second share their Expires date
+def _http_date(second):
+    return email.utils.formatdate(second, usegmt=True)  # English names whatever the locale
 
 
 _URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone, as express-session does
@@ -213,7 +220,7 @@ def format_set_cookie(name, value, *, max_age, expires, path="/", domain=None, s
     # Max-Age rounds up (from the milliseconds stored): the cookie may outlive the session by under a second, never
     # the reverse, so in its last second a session is not lost while still valid.
     max_age = max(0, math.ceil(round(max_age, 3)))
-    parts += [f"Path={path}", f"Expires={_http_date(expires)}", f"Max-Age={max_age}", "HttpOnly"]
+    parts += [f"Path={path}", f"Expires={_http_date(int(expires))}", f"Max-Age={max_age}", "HttpOnly"]
     if secure:
         parts.append("Secure")  # never sent over plain HTTP
     parts.append("SameSite=Lax")
@@ -254,10 +261,13 @@ def from_iso(text):
 # --- The session ---
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # made once: json.dumps makes one per call
+
+
 def _to_json(data):
     """Compact JSON text, or SessionDataError: never store what will not load back."""
     try:
-        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+        return _JSON.encode(data)
     except (TypeError, ValueError) as exc:
         raise SessionDataError(f"session data must be JSON (str, number, bool, None, list, dict): {exc}") from None
 
@@ -289,7 +299,8 @@ class Session(dict):
     a serialised snapshot to the same end), so nested edits
     (session["cart"].append(...)) count too."""
 
-    def __init__(self, sid, data=(), *, is_new, expires=None, absolute_expires=None, stored=None, cookie_id=None):
+    def __init__(self, sid, data=(), *, is_new, expires=None, absolute_expires=None, stored=None, cookie_id=None,
+                 snapshot=None):
         super().__init__(data)
         self.id = sid
         self.is_new = is_new
@@ -300,7 +311,7 @@ class Session(dict):
         self.retired = False  # regenerate() or destroy(): delete cookie_id at save
         self.destroyed = False
         self.touched = False
-        self._snapshot = {key: _copy(value) for key, value in self.items()}
+        self._snapshot = {key: _copy(value) for key, value in self.items()} if snapshot is None else snapshot
 
     @property
     def modified(self):
@@ -495,12 +506,14 @@ class SessionInterface:
 
     VERIFIED_MAX = 10_000  # Cookie headers remembered as verified; all forgotten when full
     VERIFIED_KEY_MAX = 512  # characters: a longer header is checked every time (the cache stays under ~10 MB)
+    PARSED_MAX, PARSED_KEY_MAX = 1000, 4096  # stored JSON texts remembered parsed (under ~20 MB), as above
 
     def __init__(self, store, options, clock=time.time):
         self.store, self.options, self.clock = store, options, clock
         # Parsing and the HMAC are most of a read's own work: remember the Cookie headers
         # that verified, and only those (a forged one is checked every time, and costs no memory).
         self._verified = {}
+        self._parsed = {}  # stored JSON -> (data, absolute deadline): read only, each session gets a copy
 
     def read_cookie(self, cookie_header):
         """The session cookie's value as sent, URL-decoded (or None), and the id
@@ -529,17 +542,31 @@ class SessionInterface:
         if found is None:
             return Session(new_id(), is_new=True)
         stored, expires = found
-        data = _load_data(stored)
-        if data is None:
+        parsed = self._parsed.get(stored) if isinstance(stored, str) else None
+        if parsed is None:
+            parsed = self._parse(stored)
+        if parsed is None:
             # Unreadable: start afresh, but a login or logout still deletes the document this verified cookie names.
             return Session(new_id(), is_new=True, cookie_id=sid)
-        data.pop("cookie", None)
-        absolute = from_iso(data.pop("absoluteExpires", None))  # None: another service wrote it
+        data, absolute = parsed
         if absolute is not None and absolute <= now:
             # OWASP: the absolute timeout ends the session, whoever extended 'expires' (say connect-mongo's touch).
             return Session(new_id(), is_new=True, cookie_id=sid)
-        return Session(sid, data, is_new=False, expires=expires, absolute_expires=absolute, stored=stored,
-                       cookie_id=sid)
+        return Session(sid, _copy(data), is_new=False, expires=expires, absolute_expires=absolute, stored=stored,
+                       cookie_id=sid, snapshot=data)
+
+    def _parse(self, stored):
+        """(data, absolute deadline or None if another service wrote it) of a stored JSON text, None if unreadable."""
+        data = _load_data(stored)
+        if data is None:
+            return None
+        data.pop("cookie", None)
+        parsed = data, from_iso(data.pop("absoluteExpires", None))
+        if len(stored) <= self.PARSED_KEY_MAX:
+            if len(self._parsed) >= self.PARSED_MAX:
+                self._parsed.clear()
+            self._parsed[stored] = parsed
+        return parsed
 
     def save_session(self, session, https=False):
         """Write what changed and return the Set-Cookie value, or None.

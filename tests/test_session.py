@@ -636,3 +636,36 @@ def test_a_loaded_session_with_lists_is_unchanged(interface):
     assert interface.open_session(cookie).modified is False
 
 
+
+
+# --- the parsed stored JSON is remembered (a read skips json.loads), never shared ---
+
+def test_sessions_loaded_from_the_same_document_do_not_share_data(interface, mongo):
+    session, cookie = login(interface, {"cart": ["apple"], "user": {"name": "Ann", "isLoggedIn": True}})
+    first, second = interface.open_session(cookie), interface.open_session(cookie)
+    first["cart"].append("pear")
+    first["user"]["name"] = "Mallory"
+    assert second == {"cart": ["apple"], "user": {"name": "Ann", "isLoggedIn": True}}
+    assert not second.modified and first.modified
+    assert interface.open_session(cookie) == second  # what is remembered did not change either
+    interface.save_session(first)
+    assert interface.open_session(cookie)["cart"] == ["apple", "pear"]
+
+
+def test_remembered_documents_are_bounded_in_count_and_size(make_interface, mongo):
+    interface = make_interface()
+    interface.PARSED_MAX = 3
+    cookies = [login(interface, {"n": n})[1] for n in range(5)]
+    for cookie in cookies:
+        assert not interface.open_session(cookie).is_new
+    assert len(interface._parsed) <= 3
+    big_session, big_cookie = login(interface, {"blob": "x" * interface.PARSED_KEY_MAX})
+    assert interface.open_session(big_cookie)["blob"] == "x" * interface.PARSED_KEY_MAX
+    assert all(len(text) <= interface.PARSED_KEY_MAX for text in interface._parsed)
+
+
+@pytest.mark.parametrize("stored", [None, 42, {"user": "a dict, not JSON text"}, ["a", "list"]])
+def test_a_session_field_that_is_not_text_is_no_session(interface, mongo, stored):
+    session, cookie = login(interface)
+    mongo.update_one({"_id": session.id}, {"$set": {"session": stored}})
+    assert interface.open_session(cookie).is_new
