@@ -532,6 +532,9 @@ class AccessLog:
             self.flush()
 
 
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~-]*")  # what quote(safe="/") leaves as it is
+
+
 def outermost(app, access_log=None, clock=time.time):
     """What every response gets, whatever answered it (Bottle, a route, an error):
     X-Content-Type-Options: nosniff (a browser never guesses a JSON body is HTML),
@@ -560,8 +563,9 @@ def outermost(app, access_log=None, clock=time.time):
                 now = clock()
                 if int(now) != second[0]:
                     second[:] = int(now), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-                # As the client sent it (PEP 3333: bytes as latin-1), escaped: no raw control characters.
-                sent = urllib.parse.quote(path.encode("latin-1", "replace"), safe="/")
+                sent = path  # as the client sent it (PEP 3333: bytes as latin-1), escaped: no raw control characters
+                if not _PLAIN_PATH.fullmatch(path):
+                    sent = urllib.parse.quote(path.encode("latin-1", "replace"), safe="/")
                 access_log.write(f"{second[1]},{int(now * 1000) % 1000:03d} INFO {environ.get('REQUEST_METHOD')} "
                                  f"{sent} {status} {(now - started) * 1000:.1f}ms\n")
     return handle
@@ -650,6 +654,8 @@ def serve(app, settings, store_kind, stopping):
 def main(env=os.environ):
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("waitress").setLevel(logging.WARNING)  # our own startup and access lines suffice
+    # "Task queue depth is N": one line per request that waits for a thread, a write each, just when busiest.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     stopping = threading.Event()  # set by SIGINT/SIGTERM, from the first moment on: exit 0, no traceback
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())

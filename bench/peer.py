@@ -7,6 +7,7 @@ default is the service's own default THREADS), so only the app differs.
 """
 
 import argparse
+import logging
 
 from waitress.server import create_server
 
@@ -18,6 +19,8 @@ def serve(app, argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=THREADS, help=f"waitress threads (default {THREADS})")
     args = parser.parse_args(argv)
+    # As the service does: no "Task queue depth" line (a write) per request that waits for a thread.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     server = create_server(app, host="127.0.0.1", port=0, threads=args.threads)
     print(f"READY {server.effective_port}", flush=True)
     server.run()
