@@ -14,6 +14,7 @@ reads, in-process (WSGI calls, no sockets): median and p99.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -51,16 +52,18 @@ def child(n, reads):
                       "us_median": times[len(times) // 2], "us_p99": times[int(len(times) * 0.99)]}))
 
 
-def measure(sizes, reads):
-    """[result of one child per size]"""
-    results = []
-    for n in sizes:
-        done = subprocess.run([sys.executable, __file__, str(n), "--reads", str(reads)], capture_output=True,
-                              text=True, timeout=600)
-        if done.returncode != 0:
-            raise RuntimeError(f"growth child for {n} sessions failed:\n{done.stderr[-3000:]}")
-        results.append(json.loads(done.stdout.splitlines()[-1]))
-    return results
+def measure(sizes, reads, rounds=3):
+    """One result per size: the median of `rounds` children per size, run in interleaved rounds
+    (one child's figure alone moved by 1.5x from run to run on this shared machine)."""
+    runs = {n: [] for n in sizes}
+    for _ in range(rounds):
+        for n in sizes:
+            done = subprocess.run([sys.executable, __file__, str(n), "--reads", str(reads)], capture_output=True,
+                                  text=True, timeout=600)
+            if done.returncode != 0:
+                raise RuntimeError(f"growth child for {n} sessions failed:\n{done.stderr[-3000:]}")
+            runs[n].append(json.loads(done.stdout.splitlines()[-1]))
+    return [{key: statistics.median(run[key] for run in runs[n]) for key in runs[n][0]} for n in sizes]
 
 
 if __name__ == "__main__":
