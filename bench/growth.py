@@ -52,7 +52,7 @@ def child(n, reads):
                       "us_median": times[len(times) // 2], "us_p99": times[int(len(times) * 0.99)]}))
 
 
-def measure(sizes, reads, rounds=3):
+def measure(sizes, reads, rounds):
     """One result per size: the median of `rounds` children per size, run in interleaved rounds
     (one child's figure alone moved by 1.5x from run to run on this shared machine)."""
     runs = {n: [] for n in sizes}

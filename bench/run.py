@@ -115,7 +115,7 @@ def main(argv=None):
     elif "http" in jobs:
         print("HTTP: skipped, wrk not found (apt-get install wrk)\n")
     if "growth" in jobs:
-        grown = results["growth"] = growth.measure(mode["sizes"], mode["reads"])
+        grown = results["growth"] = growth.measure(mode["sizes"], mode["reads"], mode["reps"])
         show(report.growth_table(grown))
     show(report.targets(http, grown))
     results["tables"] = tables
