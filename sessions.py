@@ -506,7 +506,7 @@ class SessionInterface:
 
     VERIFIED_MAX = 10_000  # Cookie headers remembered as verified; all forgotten when full
     VERIFIED_KEY_MAX = 512  # characters: a longer header is checked every time (the cache stays under ~10 MB)
-    PARSED_MAX, PARSED_KEY_MAX = 1000, 4096  # stored JSON texts remembered parsed (under ~20 MB), as above
+    PARSED_MAX, PARSED_KEY_MAX = 1000, 1024  # stored JSON texts remembered parsed (at most ~25 MB), as above
 
     def __init__(self, store, options, clock=time.time):
         self.store, self.options, self.clock = store, options, clock
@@ -542,7 +542,7 @@ class SessionInterface:
         if found is None:
             return Session(new_id(), is_new=True)
         stored, expires = found
-        parsed = self._parsed.get(stored) if isinstance(stored, str) else None
+        parsed = self._parsed.get(stored) if type(stored) is str else None  # another writer's may be anything
         if parsed is None:
             parsed = self._parse(stored)
         if parsed is None:
@@ -562,7 +562,7 @@ class SessionInterface:
             return None
         data.pop("cookie", None)
         parsed = data, from_iso(data.pop("absoluteExpires", None))
-        if len(stored) <= self.PARSED_KEY_MAX:
+        if type(stored) is str and len(stored) <= self.PARSED_KEY_MAX:
             if len(self._parsed) >= self.PARSED_MAX:
                 self._parsed.clear()
             self._parsed[stored] = parsed

@@ -63,7 +63,7 @@ def measure(sizes, reads, rounds):
             if done.returncode != 0:
                 raise RuntimeError(f"growth child for {n} sessions failed:\n{done.stderr[-3000:]}")
             runs[n].append(json.loads(done.stdout.splitlines()[-1]))
-    return [{key: statistics.median(run[key] for run in runs[n]) for key in runs[n][0]} for n in sizes]
+    return [{key: statistics.median_low(run[key] for run in runs[n]) for key in runs[n][0]} for n in sizes]
 
 
 if __name__ == "__main__":

@@ -81,8 +81,8 @@ def growth_table(results):
     return table("Embedded store (MemoryStore): logged-in read and memory against sessions stored",
                  ["sessions stored", "us/read (median)", "p99 us", "vs 1", "RSS bytes/session", "stored JSON bytes",
                   "RSS beyond the JSON"], rows,
-                 ["In-process WSGI calls (no sockets), one fresh child process per size; the store filled through "
-                  "its API; RSS from /proc/self/status before and after the fill."])
+                 ["In-process WSGI calls (no sockets), one fresh child process per size and round, medians; the store "
+                  "filled through its API; RSS from /proc/self/status before and after the fill."])
 
 
 def connections_table(by_c, note):

@@ -669,3 +669,14 @@ def test_a_session_field_that_is_not_text_is_no_session(interface, mongo, stored
     session, cookie = login(interface)
     mongo.update_one({"_id": session.id}, {"$set": {"session": stored}})
     assert interface.open_session(cookie).is_new
+
+
+@pytest.mark.parametrize("stored", [b'{"n": 1}', bytearray(b'{"n": 1}')])
+def test_stored_json_as_bytes_loads_and_is_not_remembered(make_interface, stored):
+    class BytesStore(sessions.MemoryStore):  # a custom store whose driver hands back bytes
+        def load(self, sid, now):
+            return stored, now + 60
+    interface = sessions.SessionInterface(BytesStore(), make_interface().options)
+    cookie = "example.sid=s%3A" + sessions.sign("an-id", SECRET).replace("/", "%2F").replace("+", "%2B")
+    assert interface.open_session(cookie) == {"n": 1}
+    assert interface._parsed == {}
