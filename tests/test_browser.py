@@ -64,9 +64,18 @@ def submit(browser, form_action):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.common.exceptions import WebDriverException
     old_page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.CSS_SELECTOR, f'form[action="{form_action}"] button').click()
-    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(old_page))
+
+    def replaced(driver):
+        try:
+            return expected_conditions.staleness_of(old_page)(driver)
+        except WebDriverException as exc:  # chromedriver, mid-navigation, can say "stale" this way (seen once in CI)
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+    WebDriverWait(browser, 15).until(replaced)
     WebDriverWait(browser, 15).until(lambda b: b.execute_script("return document.readyState") == "complete")
 
 
