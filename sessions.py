@@ -500,6 +500,14 @@ def _load_data(stored):
     return data if isinstance(data, dict) else None
 
 
+def _remember(cache, key, value, most, longest):
+    """Keep value under a text key of at most `longest` characters; when `most` are kept, forget them all."""
+    if type(key) is str and len(key) <= longest:
+        if len(cache) >= most:
+            cache.clear()
+        cache[key] = value
+
+
 class SessionInterface:
     """Opens a session from a Cookie header and saves it after the response
     is built: the two halves of a request (Flask's SessionInterface)."""
@@ -526,10 +534,8 @@ class SessionInterface:
             return known
         raw = parse_cookie_header(cookie_header).get(name)
         sid = unsign(raw[2:], self.options.secrets) if raw and raw.startswith("s:") else None
-        if sid is not None and len(cookie_header) <= self.VERIFIED_KEY_MAX:
-            if len(self._verified) >= self.VERIFIED_MAX:
-                self._verified.clear()
-            self._verified[cookie_header] = raw, sid
+        if sid is not None:
+            _remember(self._verified, cookie_header, (raw, sid), self.VERIFIED_MAX, self.VERIFIED_KEY_MAX)
         return raw, sid
 
     def open_session(self, cookie_header):
@@ -562,10 +568,7 @@ class SessionInterface:
             return None
         data.pop("cookie", None)
         parsed = data, from_iso(data.pop("absoluteExpires", None))
-        if type(stored) is str and len(stored) <= self.PARSED_KEY_MAX:
-            if len(self._parsed) >= self.PARSED_MAX:
-                self._parsed.clear()
-            self._parsed[stored] = parsed
+        _remember(self._parsed, stored, parsed, self.PARSED_MAX, self.PARSED_KEY_MAX)
         return parsed
 
     def save_session(self, session, https=False):
