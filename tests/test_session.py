@@ -631,6 +631,39 @@ def test_a_merge_keeps_this_requests_change_of_a_null_key(interface, mongo, cloc
     assert interface.open_session(cookie) == merged
 
 
+def test_an_unchanged_loaded_session_is_known_unchanged_by_its_marshal_bytes(interface, monkeypatch):
+    _, cookie = login(interface, {"user": {"name": "Ann", "isLoggedIn": True}, "cart": [1, 2.5, None]})
+    session = interface.open_session(cookie)
+    monkeypatch.setattr(sessions, "_same", lambda a, b: pytest.fail("compared deeply"))
+    assert session.modified is False
+
+
+def test_a_value_marshal_cannot_write_is_compared_deeply(interface):
+    import datetime
+    _, cookie = login(interface)
+    session = interface.open_session(cookie)
+    session["when"] = datetime.date(2026, 12, 1)
+    assert session.modified is True
+    with pytest.raises(sessions.SessionDataError):
+        interface.save_session(session)
+
+
+def test_after_a_save_changes_are_found_against_what_was_saved_not_what_was_loaded(interface, counted):
+    _, cookie = login(interface, {"n": 1})
+    session = interface.open_session(cookie)
+    session.regenerate()
+    session["n"] = 2
+    interface.save_session(session)  # inserted under the new id: {"n": 2}
+    session["n"] = 1  # what was loaded, no longer what is stored
+    assert session.modified is True
+    counted.calls.clear()
+    interface.save_session(session)
+    assert counted.writes() == 1
+    new_cookie = f"{interface.options.cookie_name}=" + sessions.urllib.parse.quote(
+        "s:" + sessions.sign(session.id, SECRET), safe="")
+    assert interface.open_session(new_cookie)["n"] == 1
+
+
 def test_a_loaded_session_with_lists_is_unchanged(interface):
     _, cookie = login(interface, {"cart": [1, [2, {"a": [3]}]], "tags": []})
     assert interface.open_session(cookie).modified is False
