@@ -335,9 +335,6 @@ class SessionPlugin:
         @functools.wraps(callback)
         def with_session(*args, **kwargs):
             environ, response = bottle.request.environ, bottle.response
-            # The answer depends on the cookie: no shared cache may keep it for someone else.
-            response.set_header("Cache-Control", "no-store")
-            response.set_header("Vary", "Cookie")
             try:
                 session = interface.open_session(environ.get("HTTP_COOKIE"))
                 result = callback(*args, **kwargs, **{keyword: session})
@@ -354,6 +351,10 @@ class SessionPlugin:
                 bottle.abort(409, str(exc))
             except sessions.SessionDataError as exc:
                 bottle.abort(400, str(exc))
+            # The answer depends on the cookie: no shared cache may keep it for someone else.
+            # Set here, once: an abort() answers with new headers, and json_error sets these.
+            response.set_header("Cache-Control", "no-store")
+            response.set_header("Vary", "Cookie")
             if cookie:
                 response.add_header("Set-Cookie", cookie)
             return result
@@ -438,7 +439,7 @@ def teaching_page(interface, session, error=None):
 def json_error(error):
     bottle.response.content_type = "application/json"
     bottle.response.set_header("Cache-Control", "no-store")
-    bottle.response.set_header("Vary", "Cookie")  # abort() replaced the headers the plugin set
+    bottle.response.set_header("Vary", "Cookie")  # as SessionPlugin sets them on every other answer
     if error.exception is not None:  # not an abort(): an unexpected exception
         log.error("unhandled error: %r", error.exception)
         return json.dumps({"error": "internal server error"})

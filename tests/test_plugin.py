@@ -75,6 +75,12 @@ def test_a_change_to_a_session_that_ended_meanwhile_is_a_409_not_a_resurrection(
     assert len(store) == 0  # the logout stays a logout
 
 
+def test_a_session_route_of_your_own_is_not_cacheable(prototype):
+    for response in (webtest.TestApp(prototype["app"]).get("/cart"),
+                     webtest.TestApp(prototype["app"]).post_json("/cart", {"item": "tea"})):
+        assert response.headers["Cache-Control"] == "no-store" and response.headers["Vary"] == "Cookie"
+
+
 def test_routes_without_a_session_parameter_do_no_session_work():
     calls = []
 
