@@ -320,17 +320,19 @@ class SessionPlugin:
     """Bottle plugin (API v2, as bottle-sqlite injects `db`): a route that takes
     a `session` argument gets the request's session, saved after the route
     returns and before the response leaves, so a 2xx means the change is in the
-    store.  An error answer (>= 400, or an abort) stores nothing."""
+    store.  An error answer (>= 400, or an abort) stores nothing.  With
+    `private` (the default) its answers say Cache-Control: no-store and Vary:
+    Cookie; the service passes False because outermost() marks every answer."""
 
     name, api = "session", 2
 
-    def __init__(self, interface, keyword="session"):
-        self.interface, self.keyword = interface, keyword
+    def __init__(self, interface, keyword="session", private=True):
+        self.interface, self.keyword, self.private = interface, keyword, private
 
     def apply(self, callback, route):
         if self.keyword not in inspect.signature(route.callback).parameters:
             return callback  # this route does not ask for a session: no store work at all
-        interface, keyword = self.interface, self.keyword
+        interface, keyword, private = self.interface, self.keyword, self.private
 
         @functools.wraps(callback)
         def with_session(*args, **kwargs):
@@ -351,10 +353,9 @@ class SessionPlugin:
                 bottle.abort(409, str(exc))
             except sessions.SessionDataError as exc:
                 bottle.abort(400, str(exc))
-            # The answer depends on the cookie: no shared cache may keep it for someone else.
-            # Set here, once: an abort() answers with new headers, and json_error sets these.
-            response.set_header("Cache-Control", "no-store")
-            response.set_header("Vary", "Cookie")
+            if private:  # the answer depends on the cookie: no shared cache may keep it for someone else
+                response.set_header("Cache-Control", "no-store")  # after the route: an abort() has new headers
+                response.set_header("Vary", "Cookie")
             if cookie:
                 response.add_header("Set-Cookie", cookie)
             return result
@@ -438,8 +439,6 @@ def teaching_page(interface, session, error=None):
 
 def json_error(error):
     bottle.response.content_type = "application/json"
-    bottle.response.set_header("Cache-Control", "no-store")
-    bottle.response.set_header("Vary", "Cookie")  # as SessionPlugin sets them on every other answer
     if error.exception is not None:  # not an abort(): an unexpected exception
         log.error("unhandled error: %r", error.exception)
         return json.dumps({"error": "internal server error"})
@@ -457,7 +456,7 @@ def make_app(interface):
     """The Bottle app: the seed's three routes, the teaching page and health checks."""
     app = bottle.Bottle()
     app.default_error_handler = json_error
-    app.install(SessionPlugin(interface))
+    app.install(SessionPlugin(interface, private=False))  # outermost() marks every answer private
 
     @app.get("/")
     def page(session):
@@ -513,10 +512,8 @@ class AccessLog:
 
     def __init__(self, stream=sys.stderr, every=0.1):
         self.stream, self._lines = stream, collections.deque()
+        self.write = self._lines.append  # deque.append and popleft are atomic: no lock
         threading.Thread(target=self._flush_every, args=(every,), daemon=True).start()
-
-    def write(self, line):
-        self._lines.append(line)  # deque.append and popleft are atomic: no lock
 
     def flush(self):
         lines = []
@@ -533,13 +530,15 @@ class AccessLog:
             self.flush()
 
 
+EVERY_RESPONSE = [("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"), ("Vary", "Cookie")]
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~-]*")  # what quote(safe="/") leaves as it is
 
 
 def outermost(app, access_log=None, clock=time.time):
     """What every response gets, whatever answered it (Bottle, a route, an error):
     X-Content-Type-Options: nosniff (a browser never guesses a JSON body is HTML),
-    and, if `access_log` (anything with write()) is given, one line: time, method,
+    Cache-Control: no-store and Vary: Cookie (no shared cache keeps an answer for
+    someone else: most depend on the cookie, the rest are errors and health checks), and, if `access_log` (anything with write()) is given, one line: time, method,
     path, status, milliseconds.  Never the query string, a cookie or a header:
     they can carry secrets."""
     second = [None, ""]  # the last whole second and its formatted form: strftime once a second
@@ -550,13 +549,13 @@ def outermost(app, access_log=None, clock=time.time):
         def start(line, headers, exc_info=None):
             nonlocal status
             status = line[:3]
-            headers.append(("X-Content-Type-Options", "nosniff"))
+            headers += EVERY_RESPONSE
             return start_response(line, headers, exc_info)
         try:
             try:  # WSGI gives the path's bytes as latin-1; Bottle would drop bytes that are not UTF-8 (/%ff -> /)
-                path.encode("latin-1").decode("utf-8")
+                path.isascii() or path.encode("latin-1").decode("utf-8")
             except UnicodeError:
-                start("400 Bad Request", [("Content-Type", "application/json"), ("Cache-Control", "no-store")])
+                start("400 Bad Request", [("Content-Type", "application/json")])
                 return [b'{"error": "the path is not valid UTF-8"}']
             return app(environ, start)
         finally:

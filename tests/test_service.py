@@ -313,6 +313,15 @@ def test_same_origin_posts_and_api_clients_are_served(client, headers):
     assert client.post_json("/", {"name": "A"}, headers=headers).json == {"name": "A"}
 
 
+def test_every_answer_carries_each_protective_header_exactly_once(client):
+    answers = {"login": login(client), "read": client.get("/name"), "page": client.get("/"),
+               "healthz": client.get("/healthz"), "404": client.get("/nowhere", status=404),
+               "logout": client.post("/logout"), "anonymous 404": client.get("/name", status=404)}
+    for label, response in answers.items():
+        for name, value in [("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"), ("Vary", "Cookie")]:
+            assert response.headers.getall(name) == [value], (label, name, response.headers.getall(name))
+
+
 @pytest.mark.parametrize("path", ["/name", "/nowhere"])
 def test_error_answers_vary_on_the_cookie_too(client, path):
     response = client.get(path, status=404)
