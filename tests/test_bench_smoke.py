@@ -9,6 +9,7 @@ path), every table was printed, the results were written.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,3 +55,15 @@ def test_smoke_run_measures_every_job_and_writes_results(tmp_path):
     assert [g["sessions"] for g in results["growth"]] == [1, 1000]
     assert all(g["rss_after"] >= g["rss_before"] and g["json_mean"] > 100 for g in results["growth"])
     assert "| service, wire |" in (tmp_path / "tables.md").read_text()
+
+
+def test_instruction_counts_come_from_the_requests_not_from_startup():
+    skip_unless(None if shutil.which("valgrind") else "valgrind not found (apt-get install valgrind)")
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "instructions.py"), "--smoke"],
+                          capture_output=True, text=True, timeout=170, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = dict(re.findall(r"^\| (.+?) \| ([\d,.]+)k \([\d.]+\) \|$", done.stdout, re.M))
+    assert list(rows) == ["bare Bottle", "the service, embedded"], done.stdout
+    bare, service = (float(rows[label].replace(",", "")) for label in rows)
+    # A request is a few hundred thousand instructions; the service's session layer adds to bare Bottle's.
+    assert 100 < bare < service < 2000, rows
