@@ -275,6 +275,12 @@ _QVALUE = re.compile(r"0(\.\d{0,3})?|1(\.0{0,3})?")  # RFC 9110 section 12.4.2
 
 def prefers_html(accept):
     """True if the Accept header ranks text/html above application/json (a browser's form post)."""
+    # Browsers send a few fixed Accept headers: remember the answer for 64 of up to 1 KB (64 KB at most).
+    return (_prefers_html if len(accept) <= 1024 else _prefers_html.__wrapped__)(accept)
+
+
+@functools.lru_cache(maxsize=64)
+def _prefers_html(accept):
     def quality(kind):
         best = 0.0
         for item in accept.lower().split(","):

@@ -248,7 +248,13 @@ def to_timestamp(value):
 
 def to_iso(timestamp):
     """JavaScript's Date.toISOString(): 2026-11-28T15:10:00.000Z."""
-    return to_datetime(timestamp).isoformat(timespec="milliseconds") + "Z"
+    millis = int(timestamp * 1000)  # cut to the milliseconds, as to_datetime does
+    return "%s.%03dZ" % (_iso_second(millis // 1000), millis % 1000)
+
+
+@functools.lru_cache(maxsize=64)  # writes in the same second share it: a quarter of to_iso's cost
+def _iso_second(second):
+    return (_EPOCH + timedelta(seconds=second)).isoformat()
 
 
 def from_iso(text):
@@ -311,13 +317,13 @@ class Session(dict):
     (session["cart"].append(...)) count too."""
 
     # Every request builds one: named slots instead of a dict per object make that 40% cheaper.
-    __slots__ = ("id", "is_new", "cookie_id", "expires", "absolute_expires", "stored", "retired", "destroyed",
+    __slots__ = ("_id", "is_new", "cookie_id", "expires", "absolute_expires", "stored", "retired", "destroyed",
                  "touched", "_snapshot", "_marshalled")
 
     def __init__(self, sid, data=(), *, is_new, expires=None, absolute_expires=None, stored=None, cookie_id=None,
                  snapshot=None, marshalled=None):
         super().__init__(data)
-        self.id = sid
+        self._id = sid  # None: a new session's own, drawn when first asked for
         self.is_new = is_new
         self.cookie_id = cookie_id  # the stored id the request arrived with (express-session's name), or None
         self.expires = expires  # epoch seconds, as stored
@@ -328,6 +334,17 @@ class Session(dict):
         self.touched = False
         self._snapshot = {key: _copy(value) for key, value in self.items()} if snapshot is None else snapshot
         self._marshalled = marshalled  # the snapshot as _marshal bytes, if known
+
+    @property
+    def id(self):
+        # Drawn when first needed: a request without a cookie that stores nothing (a 404) draws none.
+        if self._id is None:
+            self._id = new_id()
+        return self._id
+
+    @id.setter
+    def id(self, sid):
+        self._id = sid
 
     @property
     def modified(self):
@@ -345,7 +362,7 @@ class Session(dict):
         """Start afresh under a new id; the id the request arrived with is deleted at save.
         OWASP: renew the id when privilege changes (login), against fixation."""
         self.clear()
-        self.id, self.is_new, self.stored, self.retired = new_id(), True, None, True
+        self._id, self.is_new, self.stored, self.retired = None, True, None, True  # a new id when asked
         self.expires = self.absolute_expires = None
 
     def destroy(self):
@@ -570,18 +587,18 @@ class SessionInterface:
         _, sid = self.read_cookie(cookie_header)
         found = self.store.load(sid, now) if sid else None  # no valid cookie, no store work
         if found is None:
-            return Session(new_id(), is_new=True)
+            return Session(None, is_new=True)
         stored, expires = found
         parsed = self._parsed.get(stored) if type(stored) is str else None  # another writer's may be anything
         if parsed is None:
             parsed = self._parse(stored)
         if parsed is None:
             # Unreadable: start afresh, but a login or logout still deletes the document this verified cookie names.
-            return Session(new_id(), is_new=True, cookie_id=sid)
+            return Session(None, is_new=True, cookie_id=sid)
         data, marshalled, absolute = parsed
         if absolute is not None and absolute <= now:
             # OWASP: the absolute timeout ends the session, whoever extended 'expires' (say connect-mongo's touch).
-            return Session(new_id(), is_new=True, cookie_id=sid)
+            return Session(None, is_new=True, cookie_id=sid)
         copy = marshal.loads(marshalled) if marshalled else _copy(data)  # marshal: one C call
         return Session(sid, copy, is_new=False, expires=expires, absolute_expires=absolute, stored=stored,
                        cookie_id=sid, snapshot=data, marshalled=marshalled)

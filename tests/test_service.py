@@ -313,6 +313,16 @@ def test_same_origin_posts_and_api_clients_are_served(client, headers):
     assert client.post_json("/", {"name": "A"}, headers=headers).json == {"name": "A"}
 
 
+def test_an_anonymous_404_draws_no_id_and_a_login_draws_one(client, monkeypatch):
+    drawn = []
+    real = sessions.new_id
+    monkeypatch.setattr(sessions, "new_id", lambda: drawn.append(1) or real())
+    client.get("/name", status=404)
+    assert drawn == []
+    login(client)
+    assert len(drawn) == 1  # the login's own: the empty session it replaces never asked for one
+
+
 def test_every_answer_carries_each_protective_header_exactly_once(client):
     answers = {"login": login(client), "read": client.get("/name"), "page": client.get("/"),
                "healthz": client.get("/healthz"), "404": client.get("/nowhere", status=404),

@@ -519,6 +519,19 @@ def test_a_foreign_absolute_expires_means_no_known_deadline(interface, mongo):
 
 # --- small things a reader relies on ---
 
+def test_a_new_session_draws_its_id_once_when_first_asked(interface, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(sessions, "new_id", lambda: drawn.append(1) or f"id-{len(drawn)}")
+    session = interface.open_session(None)
+    assert drawn == []  # a cookieless request that stores nothing draws none
+    assert session.id == "id-1" and session.id == "id-1" and len(drawn) == 1
+    session.regenerate()
+    assert session.id == "id-2"
+    session["n"] = 1
+    interface.save_session(session)
+    assert session.id == "id-2" and len(drawn) == 2
+
+
 def test_a_new_sessions_flags_are_false(interface):
     session = interface.open_session(None)
     assert session.is_new is True
