@@ -321,6 +321,8 @@ def logged_in_name(session):
 
 # --- Sessions in routes: a Bottle plugin ---
 
+PRIVATE = [("Cache-Control", "no-store"), ("Vary", "Cookie")]  # an answer no shared cache may keep for someone else
+
 
 class SessionPlugin:
     """Bottle plugin (API v2, as bottle-sqlite injects `db`): a route that takes
@@ -359,9 +361,9 @@ class SessionPlugin:
                 bottle.abort(409, str(exc))
             except sessions.SessionDataError as exc:
                 bottle.abort(400, str(exc))
-            if private:  # the answer depends on the cookie: no shared cache may keep it for someone else
-                response.set_header("Cache-Control", "no-store")  # after the route: an abort() has new headers
-                response.set_header("Vary", "Cookie")
+            if private:  # the answer depends on the cookie; set after the route: an abort() has new headers
+                for name, value in PRIVATE:
+                    response.set_header(name, value)
             if cookie:
                 response.add_header("Set-Cookie", cookie)
             return result
@@ -536,17 +538,17 @@ class AccessLog:
             self.flush()
 
 
-EVERY_RESPONSE = [("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"), ("Vary", "Cookie")]
+EVERY_RESPONSE = [("X-Content-Type-Options", "nosniff"), *PRIVATE]
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~-]*")  # what quote(safe="/") leaves as it is
 
 
 def outermost(app, access_log=None, clock=time.time):
     """What every response gets, whatever answered it (Bottle, a route, an error):
     X-Content-Type-Options: nosniff (a browser never guesses a JSON body is HTML),
-    Cache-Control: no-store and Vary: Cookie (no shared cache keeps an answer for
-    someone else: most depend on the cookie, the rest are errors and health checks), and, if `access_log` (anything with write()) is given, one line: time, method,
-    path, status, milliseconds.  Never the query string, a cookie or a header:
-    they can carry secrets."""
+    PRIVATE (most answers depend on the cookie; the rest are errors and health
+    checks, which no cache should keep either), and, if `access_log` (anything
+    with write()) is given, one line: time, method, path, status, milliseconds.
+    Never the query string, a cookie or a header: they can carry secrets."""
     second = [None, ""]  # the last whole second and its formatted form: strftime once a second
 
     def handle(environ, start_response):

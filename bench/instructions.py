@@ -93,7 +93,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="two targets, one kind, few requests (for the tests)")
     args = parser.parse_args(argv)
-    first, more = (5, 20) if args.smoke else (100, 500)
+    first, more = (20, 200) if args.smoke else (100, 500)
     labels = ["bare Bottle", "the service, embedded"] if args.smoke else list(TARGETS)
     kinds = ["logged-in read"] if args.smoke else list(REQUESTS)
     import pymongo

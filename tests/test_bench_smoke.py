@@ -64,6 +64,6 @@ def test_instruction_counts_come_from_the_requests_not_from_startup():
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = dict(re.findall(r"^\| (.+?) \| ([\d,.]+)k \([\d.]+\) \|$", done.stdout, re.M))
     assert list(rows) == ["bare Bottle", "the service, embedded"], done.stdout
-    bare, service = (float(rows[label].replace(",", "")) for label in rows)
-    # A request is a few hundred thousand instructions; the service's session layer adds to bare Bottle's.
-    assert 100 < bare < service < 2000, rows
+    # A request is about half a million instructions, a server's start about 600 million: a count
+    # in this range is per request. Not the order of the two: one run in twenty or so is off by up to 9 %.
+    assert all(100 < float(count.replace(",", "")) < 2000 for count in rows.values()), rows
