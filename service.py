@@ -638,6 +638,7 @@ def serve(app, settings, store_kind, stopping):
         server = create_server(
             app, map=channels, host=settings.host, port=settings.port, threads=settings.threads,
             connection_limit=settings.connection_limit, channel_timeout=IDLE_TIMEOUT,
+            ident="",  # no "Server: waitress" (OWASP: a named server and version invite a matching exploit)
             asyncore_use_poll=True,  # poll(), not select(): no 1024-descriptor ceiling
             max_request_body_size=64 * MAX_BODY,  # waitress buffers a whole body first: cap it well above MAX_BODY
             **(trust if settings.trust_proxy else {}))

@@ -272,6 +272,20 @@ def test_content_length_with_chunked_is_a_400_that_closes_the_connection():
         assert not any("POST /logout" in line for line in service.lines)  # the ambiguous one never reached the app
 
 
+def test_no_answer_names_the_server_software():
+    # OWASP HTTP Headers Cheat Sheet: remove Server (a version invites a matching exploit).  waitress adds
+    # "Server: waitress" to every answer, its own 400s too, unless told otherwise.
+    with running() as service:
+        user = Client("127.0.0.1", service.port)
+        answers = [user.get("/healthz"), user.get("/name"), login(user), user.get("/name"), user.get("/")]
+        assert [a.status for a in answers] == [200, 404, 200, 200, 200]
+        answers.append(exchange(service.port, b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+                                              b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"))
+        for answer in answers[:-1]:
+            assert not [k for k, _ in answer.headers if k.lower() in ("server", "via")], answer.headers
+        assert answers[-1].startswith(b"HTTP/1.1 400 ") and b"\r\nServer:" not in answers[-1], answers[-1]
+
+
 @pytest.mark.parametrize("secret", ["a", "Wk3xQz9p"])
 def test_a_short_secret_is_warned_about_without_echoing_it(secret):
     with running({"SESSION_SECRET": secret}) as service:

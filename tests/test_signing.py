@@ -28,6 +28,14 @@ def test_sign_matches_cookie_signature(value, secret, signed):
     assert sessions.sign(value, secret) == signed
 
 
+def test_a_signature_does_not_depend_on_what_was_signed_before():
+    # sign() reuses one HMAC already fed the secret: every signature must start from a copy of it.
+    value, secret, signed = VECTORS[0]
+    assert sessions.sign("something else", secret) != signed
+    assert [sessions.sign(value, secret) for _ in range(3)] == [signed] * 3
+    assert sessions.sign(value, "another secret") != signed  # one keyed HMAC per secret
+
+
 @pytest.mark.parametrize("value, secret, signed", VECTORS)
 def test_unsign_accepts_a_known_signature(value, secret, signed):
     assert sessions.unsign(signed, [secret]) == value
