@@ -17,6 +17,7 @@ import ipaddress
 import json
 import logging
 import os
+import queue
 import re
 import secrets
 import signal
@@ -167,16 +168,19 @@ class GuardedStore:
 
     def __init__(self, store, slots, stalled_after=0.5, retry_after=1.0, clock=time.monotonic):
         self.store, self.stalled_after, self.retry_after, self.clock = store, stalled_after, retry_after, clock
-        self._slots = threading.BoundedSemaphore(slots)
+        self._slots = queue.SimpleQueue()  # one token per slot: C, where a Semaphore is Python over a Condition
+        for _ in range(slots):
+            self._slots.put(None)
         self._lock = threading.Lock()
         self._started = {}  # thread id -> when its store call began
         self._down, self._probing, self._probe_at = False, False, 0.0
 
     def __getattr__(self, name):  # load, insert, compare_and_set, touch, delete, purge, ping
-        method = getattr(self.store, name)
-        return lambda *args: self._call(method, args)
+        guarded = functools.partial(self._call, getattr(self.store, name))
+        setattr(self, name, guarded)  # made once: later calls find it without __getattr__
+        return guarded
 
-    def _call(self, method, args):
+    def _call(self, method, *args):
         with self._lock:
             probe = self._down and not self._probing and self.clock() >= self._probe_at
             if self._down and not probe:
@@ -189,7 +193,7 @@ class GuardedStore:
                 result = method(*args)
             finally:
                 del self._started[threading.get_ident()]
-                self._slots.release()
+                self._slots.put(None)
         except PyMongoError as exc:
             if isinstance(exc, ConnectionFailure) or exc.timeout:
                 self._down, self._probe_at = True, self.clock() + self.retry_after
@@ -202,12 +206,18 @@ class GuardedStore:
 
     def _take_slot(self):
         """A slot frees within milliseconds unless a call hangs: then fail at once."""
-        while not self._slots.acquire(blocking=False):
+        try:
+            return self._slots.get_nowait()
+        except queue.Empty:
+            pass
+        while True:
             oldest = min(tuple(self._started.values()), default=None)
             if oldest is not None and self.clock() - oldest > self.stalled_after:
                 raise sessions.StoreUnavailable("every store slot waits on a call that hangs")
-            if self._slots.acquire(timeout=0.02):
-                return
+            try:
+                return self._slots.get(timeout=0.02)
+            except queue.Empty:
+                pass
 
 
 def open_store(settings):

@@ -102,3 +102,21 @@ def test_a_busy_but_healthy_store_makes_callers_wait_for_a_slot_not_fail(store):
     results = []
     run_threads(lambda _: results.append(guarded.ping() is None), range(16))
     assert results == [True] * 16 and store.calls == 16
+
+
+def test_at_most_slots_calls_wait_on_the_store_at_once():
+    class Counting:
+        def __init__(self):
+            self.running, self.most, self.lock = 0, 0, threading.Lock()
+
+        def ping(self):
+            with self.lock:
+                self.running += 1
+                self.most = max(self.most, self.running)
+            threading.Event().wait(0.1)  # long enough for the others to pile up behind the slots
+            with self.lock:
+                self.running -= 1
+    store = Counting()
+    guarded = service.GuardedStore(store, slots=3, clock=Clock())  # the clock stands still: nothing stalls
+    run_threads(lambda _: guarded.ping(), range(12))
+    assert store.most == 3 and store.running == 0
