@@ -8,6 +8,7 @@ default is the service's own default THREADS), so only the app differs.
 
 import argparse
 import logging
+import signal
 
 from waitress.server import create_server
 
@@ -21,6 +22,8 @@ def serve(app, argv=None):
     args = parser.parse_args(argv)
     # As the service does: no "Task queue depth" line (a write) per request that waits for a thread.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    # Ctrl-C, or SIGINT from bench/instructions.py, ends it; a shell starts background jobs with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     server = create_server(app, host="127.0.0.1", port=0, threads=args.threads)
     print(f"READY {server.effective_port}", flush=True)
     server.run()
