@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -30,6 +31,23 @@ def test_limit_app_takes_the_session_id_from_an_express_cookie():
     assert limit.session_id("a=1; example.sid=s%3Aabc-_12.c2lnbmF0dXJl") == "abc-_12"
     assert limit.session_id("example.sid=plain") == "plain"
     assert limit.session_id("other=s%3Aabc.sig") is None
+
+
+def test_a_peer_started_with_sigint_ignored_still_stops_on_sigint():
+    # A non-interactive shell starts background jobs with SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler; bench/instructions.py stops every peer with SIGINT.
+    ignore = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    peer = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "bare.py")], stdout=subprocess.PIPE,
+                            text=True, preexec_fn=ignore)
+    try:
+        assert re.match(r"READY \d+$", peer.stdout.readline())
+        peer.send_signal(signal.SIGINT)
+        assert peer.wait(10) in (0, -signal.SIGINT)  # -SIGINT: it came before waitress's loop began
+    finally:
+        if peer.poll() is None:
+            peer.kill()
+            peer.wait(10)
+        peer.stdout.close()
 
 
 def test_smoke_run_measures_every_job_and_writes_results(tmp_path):
