@@ -120,3 +120,30 @@ def test_at_most_slots_calls_wait_on_the_store_at_once():
     guarded = service.GuardedStore(store, slots=3, clock=Clock())  # the clock stands still: nothing stalls
     run_threads(lambda _: guarded.ping(), range(12))
     assert store.most == 3 and store.running == 0
+
+
+def test_a_caller_already_waiting_for_a_slot_fails_once_the_call_ahead_has_hung(store, clock):
+    guarded = service.GuardedStore(store, slots=1, clock=clock)
+    store.release, outcome = threading.Event(), []
+    hung = threading.Thread(target=guarded.ping)
+    hung.start()
+
+    def waiter():
+        try:
+            guarded.ping()
+            outcome.append("answered")
+        except sessions.StoreUnavailable as exc:
+            outcome.append(str(exc))
+    try:
+        while store.calls == 0:  # the hung call holds the only slot
+            threading.Event().wait(0.01)
+        waiting = threading.Thread(target=waiter)
+        waiting.start()
+        threading.Event().wait(0.1)
+        assert outcome == []  # the call ahead has not hung for stalled_after yet: it waits its turn
+        clock.advance(guarded.stalled_after + 0.01)
+        waiting.join(5)
+        assert outcome == ["every store slot waits on a call that hangs"] and store.calls == 1
+    finally:
+        store.release.set()
+        hung.join(10)
