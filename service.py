@@ -188,11 +188,11 @@ class GuardedStore:
             self._probing |= probe
         try:
             self._take_slot()
-            self._started[threading.get_ident()] = self.clock()
-            try:
+            try:  # from here on the slot goes back whatever happens, here only: a queue would not notice a second put
+                self._started[threading.get_ident()] = self.clock()
                 result = method(*args)
             finally:
-                del self._started[threading.get_ident()]
+                self._started.pop(threading.get_ident(), None)
                 self._slots.put(None)
         except PyMongoError as exc:
             if isinstance(exc, ConnectionFailure) or exc.timeout:
@@ -648,7 +648,7 @@ def serve(app, settings, store_kind, stopping):
         server = create_server(
             app, map=channels, host=settings.host, port=settings.port, threads=settings.threads,
             connection_limit=settings.connection_limit, channel_timeout=IDLE_TIMEOUT,
-            ident="",  # no "Server: waitress" (OWASP: a named server and version invite a matching exploit)
+            ident="",  # no "Server: waitress" (OWASP: naming the server software points to its known flaws)
             asyncore_use_poll=True,  # poll(), not select(): no 1024-descriptor ceiling
             max_request_body_size=64 * MAX_BODY,  # waitress buffers a whole body first: cap it well above MAX_BODY
             **(trust if settings.trust_proxy else {}))

@@ -144,7 +144,7 @@ class Options:
 # --- Signing (the cookie-signature package's format) ---
 
 
-@functools.lru_cache(maxsize=16)  # a few secrets (rotation); the cache keeps what Options keeps anyway
+@functools.lru_cache(maxsize=16)  # a few secrets (rotation): kept keyed, at most 16, as long as the process runs
 def _keyed(secret):
     return hmac.new(secret.encode(), digestmod="sha256")
 

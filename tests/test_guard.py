@@ -107,22 +107,34 @@ def test_a_busy_but_healthy_store_makes_callers_wait_for_a_slot_not_fail(store):
 def test_at_most_slots_calls_wait_on_the_store_at_once():
     class Counting:
         def __init__(self):
-            self.running, self.most, self.lock = 0, 0, threading.Lock()
+            self.running, self.most, self.lock, self.full = 0, 0, threading.Lock(), threading.Event()
 
         def ping(self):
             with self.lock:
                 self.running += 1
                 self.most = max(self.most, self.running)
-            threading.Event().wait(0.1)  # long enough for the others to pile up behind the slots
+                if self.running == 3:
+                    self.full.set()
+            self.full.wait(10)  # the first three wait for each other: every slot is held at once
+            threading.Event().wait(0.05)  # and a while longer, for the others to pile up behind them
             with self.lock:
                 self.running -= 1
-    store = Counting()
+    store, results = Counting(), []
     guarded = service.GuardedStore(store, slots=3, clock=Clock())  # the clock stands still: nothing stalls
-    run_threads(lambda _: guarded.ping(), range(12))
-    assert store.most == 3 and store.running == 0
+    run_threads(lambda _: results.append(guarded.ping() is None), range(12))
+    assert results == [True] * 12 and store.most == 3 and store.running == 0
 
 
-def test_a_caller_already_waiting_for_a_slot_fails_once_the_call_ahead_has_hung(store, clock):
+def test_a_caller_already_waiting_for_a_slot_fails_once_the_call_ahead_has_hung(store):
+    class Watched(Clock):  # remembers which threads read it
+        def __init__(self):
+            super().__init__()
+            self.readers = set()
+
+        def __call__(self):
+            self.readers.add(threading.get_ident())
+            return super().__call__()
+    clock = Watched()
     guarded = service.GuardedStore(store, slots=1, clock=clock)
     store.release, outcome = threading.Event(), []
     hung = threading.Thread(target=guarded.ping)
@@ -139,8 +151,11 @@ def test_a_caller_already_waiting_for_a_slot_fails_once_the_call_ahead_has_hung(
             threading.Event().wait(0.01)
         waiting = threading.Thread(target=waiter)
         waiting.start()
-        threading.Event().wait(0.1)
-        assert outcome == []  # the call ahead has not hung for stalled_after yet: it waits its turn
+        for _ in range(500):  # until the waiter has looked at how long the call ahead has run, and waits on
+            if waiting.ident in clock.readers:
+                break
+            threading.Event().wait(0.01)
+        assert waiting.ident in clock.readers and outcome == []  # not hung for stalled_after yet: it waits its turn
         clock.advance(guarded.stalled_after + 0.01)
         waiting.join(5)
         assert outcome == ["every store slot waits on a call that hangs"] and store.calls == 1
