@@ -162,3 +162,24 @@ def test_a_caller_already_waiting_for_a_slot_fails_once_the_call_ahead_has_hung(
     finally:
         store.release.set()
         hung.join(10)
+
+
+def test_a_call_that_has_finished_is_never_taken_for_one_that_hangs(store, clock):
+    guarded = service.GuardedStore(store, slots=1, clock=clock)
+    guarded.ping()  # finished long ago, by the time the others come
+    clock.advance(guarded.stalled_after * 10)
+    store.release, answers = threading.Event(), []
+    holding = threading.Thread(target=lambda: answers.append(guarded.ping()))
+    holding.start()
+    try:
+        while store.calls == 1:  # a call that has just begun holds the only slot
+            threading.Event().wait(0.01)
+        waiting = threading.Thread(target=lambda: answers.append(guarded.ping()))
+        waiting.start()
+        threading.Event().wait(0.1)
+        store.release.set()
+        waiting.join(5)
+        assert answers == [None, None] and store.calls == 3  # it waited for the slot: nothing hangs
+    finally:
+        store.release.set()
+        holding.join(10)
