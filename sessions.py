@@ -1,50 +1,50 @@
-"""Server-side sessions: a signed id in a cookie, the data in MongoDB.
+"""Server-side sessions: a signed id in a cookie, the data in a store.
 
 How it works
 ------------
-The browser holds only an id, never the data.  The cookie value is the
-express-session format, so a Node.js service can share the same sessions::
+The browser holds only an id, never the data.  The cookie value is
+express-session's format, so a Node.js service can share the same sessions::
 
     s:<id>.<signature>      signature = base64(HMAC-SHA256(secret, id)), no '=' padding
 
-URL-encoded when it is sent (``s%3A...``).  Signing proves the server issued
-the id; it hides nothing and does not stop a stolen cookie from being replayed
+URL-encoded on the wire (``s%3A...``).  Signing proves this server issued the
+id; it hides nothing and does not stop a stolen cookie from being replayed
 (that is what HttpOnly, Secure, SameSite and short lifetimes are for).
 
-The store keeps one document per session, connect-mongo's default shape::
+The store keeps one document per session, connect-mongo's shape, plus four
+fields connect-mongo ignores and keeps::
 
-    {_id: <id>, expires: <BSON date>, session: '<JSON: data + "cookie" object>'}
+    {_id: <id>, expires: <date>, session: '<JSON: the data + express-session's "cookie" object>',
+     owner: <who it belongs to>, createdAt: <date>, lastModified: <date>, client: <User-Agent>}
 
-Two lifetimes end a session: the idle timeout (``max_age``: unused this long,
-it is gone) and the absolute timeout (counted from the session's creation,
-however active it is).  ``expires`` is the earlier of the two; every read asks
-for ``expires > now`` and MongoDB's TTL index deletes what has passed.
+Two lifetimes end a session: the idle timeout (``max_age``: not extended for
+this long, it is gone) and the absolute timeout (counted from its start,
+however active).  ``expires`` is the earlier of the two; every read asks for
+``expires > now``, and MongoDB's TTL index deletes what has passed.
 
-Two stores keep one contract (load, insert, compare_and_set, touch, delete,
-purge, ping): MongoStore over any pymongo-compatible collection, and
-MemoryStore, one process's memory, as express-session ships MemoryStore
-beside its Store interface.  Standard library only.
+Sections, bottom up: errors, options, signing, cookies, time, the session,
+the store contract and its two stores, the request lifecycle.  Standard
+library only.
 """
 
 import base64
 import email.utils
-import functools
+import hashlib
 import heapq
 import hmac
 import json
-import marshal
+import logging
 import math
 import re
+import secrets
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple, Protocol
 
-try:  # OpenSSL's CSPRNG keeps the GIL; os.urandom, under secrets.token_bytes, releases it (see sign)
-    from ssl import RAND_bytes as _random_bytes
-except ImportError:  # a Python built without OpenSSL
-    from os import urandom as _random_bytes
+log = logging.getLogger("sessions")
 
 # --- Errors ---
 
@@ -70,6 +70,11 @@ class SessionConflict(SessionError):
     changing the session, or ended it, while this request ran."""
 
 
+class InsecureTransport(SessionError):
+    """Raised if a new session would be stored over plain HTTP while its cookie
+    must be Secure: the browser would never send it back."""
+
+
 class StoreUnavailable(SessionError):
     """Raised if the store cannot answer now; the request may be tried again later (HTTP 503)."""
 
@@ -81,99 +86,129 @@ class StoreFull(StoreUnavailable):
 # --- Options ---
 
 # RFC 6265 section 4.1.1: a cookie name is an HTTP token.
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 RESERVED_KEYS = ("cookie", "absoluteExpires")  # written by this module, not by callers
+SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
+DEFAULT_MAX_AGE = 7 * 3600  # seconds
 
 
 @dataclass(frozen=True)
 class Options:
-    """Every session setting, checked once here.  Durations are in seconds."""
+    """Every session setting, checked once here.  Durations are in seconds.
+    Each comment names the express-session (or connect-mongo) option it matches."""
 
-    secrets: tuple  # the first signs, every one verifies (rotation)
-    cookie_name: str = "example.sid"
-    cookie_path: str = "/"
-    cookie_domain: str | None = None
-    cookie_secure: object = "auto"  # True, False, or "auto": Secure when the request came over HTTPS
-    max_age: float = 7 * 3600  # seconds idle before the session is gone
-    absolute_timeout: float = 24 * 3600  # seconds after creation, however active
-    touch_after: float | None = None  # seconds between expiry-only writes; None: max_age / 10
-    save_uninitialized: bool = False  # store sessions nobody put data in (express's default is true)
-    resave: bool = False  # rewrite unchanged sessions on every request
-    rolling: bool = False  # resend the cookie (with the stored expiry, unlike express) on every response
-    max_size: int = 64 * 1024  # bytes of session JSON
+    secrets: tuple  # secret: the first signs, every one verifies (rotation)
+    cookie_name: str = "example.sid"  # name (express's default is "connect.sid")
+    cookie_path: str = "/"  # cookie.path
+    cookie_domain: str | None = None  # cookie.domain
+    cookie_secure: object = "auto"  # cookie.secure: True, False, or "auto" (Secure over HTTPS)
+    cookie_samesite: str = "lax"  # cookie.sameSite: "lax", "strict" or "none" (needs Secure)
+    browser_session_cookie: bool = False  # cookie.maxAge = null: no Expires, gone when the browser closes
+    max_age: float = DEFAULT_MAX_AGE  # cookie.maxAge (milliseconds there): the idle timeout
+    absolute_timeout: float = 24 * 3600  # after the session starts, however active (no express option)
+    touch_after: float | None = None  # connect-mongo's touchAfter; None: max_age / 10
+    save_uninitialized: bool = False  # saveUninitialized (express's default is true)
+    resave: bool = False  # resave
+    rolling: bool = False  # rolling, but it re-sends the stored expiry (see save_session)
+    max_size: int = 64 * 1024  # bytes of stored JSON (no express option)
+    id_at_rest: str = "plain"  # "sha256": the store keys a digest (connect-mongo's transformId)
 
     def __post_init__(self):
-        def fail(name, rule, value):
-            raise OptionError(name, f"must be {rule}, got {value!r}")
+        def fail(name, rule):
+            raise OptionError(name, f"must be {rule}, got {getattr(self, name)!r}")
 
-        def number(value, low, high):  # bool is an int in Python; not here
-            return not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value < high
+        def number(name, low, high):  # bool is an int in Python; not here
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            return ok and low <= value < high
 
         keys = (self.secrets,) if isinstance(self.secrets, str) else self.secrets
-        if not keys or not all(isinstance(s, str) and s for s in keys):
-            raise OptionError("secrets", "must be a non-empty list of non-empty strings")  # never echo a secret
+        if not keys or not all(isinstance(secret, str) and secret for secret in keys):
+            # Never echo a secret in an error.
+            raise OptionError("secrets", "must be a non-empty list of non-empty strings")
         object.__setattr__(self, "secrets", tuple(keys))
-        if not isinstance(self.cookie_name, str) or not _TOKEN.match(self.cookie_name):
-            fail("cookie_name", "an RFC 6265 token (letters, digits, !#$%&'*+-.^_`|~)", self.cookie_name)
-        if not isinstance(self.cookie_path, str) or not re.fullmatch(r"/[\x20-\x3a\x3c-\x7e]*", self.cookie_path):
-            fail("cookie_path", "a path starting with '/', printable ASCII without ';' (RFC 6265)", self.cookie_path)
-        if self.cookie_domain is not None and not re.fullmatch(r"[A-Za-z0-9.-]+", self.cookie_domain):
-            fail("cookie_domain", "a host name or None", self.cookie_domain)
-        if not (self.cookie_secure is True or self.cookie_secure is False or self.cookie_secure == "auto"):  # not 1, 0
-            fail("cookie_secure", "True, False or 'auto'", self.cookie_secure)
-        # RFC 6265bis cookie prefixes: a browser drops a __Host- cookie that is not Secure, Path=/ and host-only.
+        if not isinstance(self.cookie_name, str) or not _TOKEN.fullmatch(self.cookie_name):
+            fail("cookie_name", "an RFC 6265 token (letters, digits, !#$%&'*+-.^_`|~)")
+        path_ok = isinstance(self.cookie_path, str)
+        if not path_ok or not re.fullmatch(r"/[\x20-\x3a\x3c-\x7e]*", self.cookie_path):
+            fail("cookie_path", "a path starting with '/', printable ASCII without ';' (RFC 6265)")
+        domain = self.cookie_domain
+        if domain is not None and not (isinstance(domain, str) and re.fullmatch(r"[A-Za-z0-9.-]+", domain)):
+            fail("cookie_domain", "a host name or None")
+        if not (self.cookie_secure is True or self.cookie_secure is False or self.cookie_secure == "auto"):
+            fail("cookie_secure", "True, False or 'auto'")  # not 1 or 0
+        if self.cookie_samesite not in SAMESITE:
+            fail("cookie_samesite", "'lax', 'strict' or 'none'")
+        if self.cookie_samesite == "none" and self.cookie_secure is not True:
+            # Browsers drop a SameSite=None cookie that is not Secure.
+            fail("cookie_samesite", "'none' only with cookie_secure=True")
+        # RFC 6265bis prefixes: a browser drops a __Host- cookie unless Secure, Path=/ and host-only.
         prefix = self.cookie_name.lower()  # browsers match the prefixes case-insensitively
-        if prefix.startswith(("__host-", "__secure-")) and self.cookie_secure is not True or (
-                prefix.startswith("__host-") and (self.cookie_path != "/" or self.cookie_domain)):
-            fail("cookie_name", "used with cookie_secure=True (and for __Host-: cookie_path '/', no cookie_domain)",
-                 self.cookie_name)
+        insecure = prefix.startswith(("__host-", "__secure-")) and self.cookie_secure is not True
+        not_host_only = prefix.startswith("__host-") and (self.cookie_path != "/" or self.cookie_domain)
+        if insecure or not_host_only:
+            fail("cookie_name", "used with cookie_secure=True (and for __Host-: cookie_path '/', no cookie_domain)")
         for name in ("max_age", "absolute_timeout"):
-            if not number(getattr(self, name), 1e-3, 1e9):
-                fail(name, "a positive number of seconds", getattr(self, name))
+            if not number(name, 1e-3, 1e9):
+                fail(name, "a positive number of seconds")
         if self.touch_after is None:
             object.__setattr__(self, "touch_after", self.max_age / 10)
-        if not number(self.touch_after, 0, self.max_age):
-            fail("touch_after", f"a number of seconds from 0 to less than max_age ({self.max_age})", self.touch_after)
-        for name in ("save_uninitialized", "resave", "rolling"):
+        if not number("touch_after", 0, self.max_age):
+            fail("touch_after", f"a number of seconds from 0 to less than max_age ({self.max_age})")
+        for name in ("browser_session_cookie", "save_uninitialized", "resave", "rolling"):
             if not isinstance(getattr(self, name), bool):
-                fail(name, "True or False", getattr(self, name))
-        if not number(self.max_size, 256, 2**31) or not isinstance(self.max_size, int):
-            fail("max_size", "a whole number of bytes, at least 256", self.max_size)
+                fail(name, "True or False")
+        if not number("max_size", 256, 2**31) or not isinstance(self.max_size, int):
+            fail("max_size", "a whole number of bytes, at least 256")
+        if self.id_at_rest not in ("plain", "sha256"):
+            fail("id_at_rest", "'plain' or 'sha256'")
 
 
 # --- Signing (the cookie-signature package's format) ---
 
 
-@functools.lru_cache(maxsize=16)  # a few secrets (rotation): kept keyed, at most 16, as long as the process runs
-def _keyed(secret):
-    return hmac.new(secret.encode(), digestmod="sha256")
+class Signer:
+    """Signs with the first secret, verifies with every one.  Each secret's
+    HMAC is keyed once, here, as starlette builds its signer in __init__."""
+
+    def __init__(self, keys):
+        self._keyed = [hmac.new(key.encode(), digestmod=hashlib.sha256) for key in keys]
+
+    def sign(self, value):
+        """'value.signature': HMAC-SHA256, base64 without '=' padding."""
+        return value + "." + _signature(self._keyed[0], value)
+
+    def unsign(self, signed):
+        """The value if one of the secrets signed it, else None."""
+        value, dot, signature = signed.rpartition(".")
+        if not dot:
+            return None
+        for keyed in self._keyed:
+            # Recompute and compare in constant time: no timing hint about the right signature.
+            if hmac.compare_digest(_signature(keyed, value).encode(), signature.encode()):
+                return value
+        return None
+
+
+def _signature(keyed, value):
+    mac = keyed.copy()  # a copy of the keyed HMAC: the key itself is never set up again
+    mac.update(value.encode())
+    return base64.b64encode(mac.digest()).decode().rstrip("=")
 
 
 def sign(value, secret):
-    """Return 'value.signature' (HMAC-SHA256, base64 without '=' padding)."""
-    # A copy of an HMAC already fed the key skips the key setup, a quarter of the cost (hmac's docs suggest
-    # copy() for a shared prefix).  Not hmac.digest: it releases the GIL, and among waitress's threads
-    # getting it back costs; update() on a short message keeps it.
-    mac = _keyed(secret).copy()
-    mac.update(value.encode())
-    return value + "." + base64.b64encode(mac.digest()).decode().rstrip("=")
+    """'value.signature' under one secret (cookie-signature's sign)."""
+    return Signer([secret]).sign(value)
 
 
 def unsign(signed, keys):
-    """Return the value if any of the secrets in `keys` signed it, else None."""
-    value, dot, _ = signed.rpartition(".")
-    if not dot:
-        return None
-    for secret in keys:
-        # Recompute and compare in constant time: no timing hint about the right signature.
-        if hmac.compare_digest(sign(value, secret).encode(), signed.encode()):
-            return value
-    return None
+    """The value if one of the secrets in `keys` signed it, else None (cookie-signature's unsign)."""
+    return Signer(keys).unsign(signed)
 
 
 def new_id():
-    """A fresh session id: 24 random bytes, 192 bits, 32 URL-safe characters."""
-    return base64.urlsafe_b64encode(_random_bytes(24)).decode()
+    """A fresh session id: 24 random bytes (192 bits), 32 URL-safe characters."""
+    return secrets.token_urlsafe(24)
 
 
 # --- Cookie parsing and formatting ---
@@ -204,36 +239,37 @@ def parse_cookie_header(header):
     return cookies
 
 
-@functools.lru_cache(maxsize=64)  # logins in the same second share their Expires date
-def _http_date(second):
-    return email.utils.formatdate(second, usegmt=True)  # English names whatever the locale
-
-
-_URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone, as express-session does
-_URI_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.!~*'()]")
-
-
-def _encode_uri_component(value):
-    """JavaScript's encodeURIComponent (the signed value is ASCII: three escapes, not a byte-by-byte quote)."""
-    if value.isascii():
-        return _URI_UNSAFE.sub(lambda found: f"%{ord(found.group()):02X}", value)
-    return urllib.parse.quote(value, safe=_URI_SAFE)
-
-
-def format_set_cookie(name, value, *, max_age, expires, path="/", domain=None, secure=False):
-    """Build a Set-Cookie header value.  HttpOnly: page scripts cannot read the id.
-    SameSite=Lax: other sites' forms and fetches do not carry it (CSRF)."""
-    parts = [f"{name}={_encode_uri_component(value)}"]
+def format_set_cookie(name, value, *, max_age, expires, path="/", domain=None, secure=False,
+                      samesite="lax"):
+    """A Set-Cookie header value.  max_age and expires (epoch seconds) None:
+    a browser-session cookie, with neither Expires nor Max-Age."""
+    # encodeURIComponent, as express-session writes the value.
+    parts = [f"{name}={urllib.parse.quote(value, safe=_URI_SAFE)}"]
     if domain:
         parts.append(f"Domain={domain}")
-    # Max-Age rounds up (from the milliseconds stored): the cookie may outlive the session by under a second, never
-    # the reverse, so in its last second a session is not lost while still valid.
-    max_age = max(0, math.ceil(round(max_age, 3)))
-    parts += [f"Path={path}", f"Expires={_http_date(int(expires))}", f"Max-Age={max_age}", "HttpOnly"]
+    parts.append(f"Path={path}")
+    if max_age is not None:
+        # Max-Age rounds up: the cookie may outlive the session by under a second, never the
+        # reverse, so in its last second a session is not lost while still valid.
+        max_age = max(0, math.ceil(round(max_age, 3)))
+        expires = email.utils.formatdate(int(expires), usegmt=True)  # English, whatever the locale
+        parts += [f"Expires={expires}", f"Max-Age={max_age}"]
+    parts.append("HttpOnly")  # page scripts cannot read the id
     if secure:
         parts.append("Secure")  # never sent over plain HTTP
-    parts.append("SameSite=Lax")
+    parts.append(f"SameSite={SAMESITE[samesite]}")  # what other sites' requests may carry it
     return "; ".join(parts)
+
+
+_URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
+
+
+def path_matches(request_path, cookie_path):
+    """RFC 6265 section 5.1.4: does a browser send a cookie with this Path on this request?"""
+    if request_path == cookie_path:
+        return True
+    return request_path.startswith(cookie_path) and (
+        cookie_path.endswith("/") or request_path[len(cookie_path)] == "/")
 
 
 # --- Time: epoch seconds inside, naive-UTC datetimes in the store ---
@@ -256,17 +292,11 @@ def to_timestamp(value):
 
 def to_iso(timestamp):
     """JavaScript's Date.toISOString(): 2026-11-28T15:10:00.000Z."""
-    millis = int(timestamp * 1000)  # cut to the milliseconds, as to_datetime does
-    return "%s.%03dZ" % (_iso_second(millis // 1000), millis % 1000)
-
-
-@functools.lru_cache(maxsize=64)  # writes in the same second share it: a quarter of to_iso's cost
-def _iso_second(second):
-    return (_EPOCH + timedelta(seconds=second)).isoformat()
+    return to_datetime(timestamp).isoformat(timespec="milliseconds") + "Z"
 
 
 def from_iso(text):
-    """An ISO date as JavaScript writes it -> epoch seconds; None if it is not one (another writer's data)."""
+    """An ISO date as JavaScript writes it -> epoch seconds; None if it is not one."""
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except (TypeError, ValueError, AttributeError):
@@ -276,428 +306,637 @@ def from_iso(text):
 # --- The session ---
 
 
-_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # made once: json.dumps makes one per call
-
-
 def _to_json(data):
     """Compact JSON text, or SessionDataError: never store what will not load back."""
     try:
-        return _JSON.encode(data)
-    except (TypeError, ValueError) as exc:
-        raise SessionDataError(f"session data must be JSON (str, number, bool, None, list, dict): {exc}") from None
+        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise SessionDataError(
+            f"session data must be JSON (str, number, bool, None, list, dict): {exc}") from None
 
 
-def _as_json(data):
-    """data as it will be stored and loaded back (tuples become lists)."""
-    return json.loads(_to_json(data))
+def _snapshot(data):
+    """Each top-level value as JSON text with sorted keys.  Comparing two snapshots
+    finds every change, nested ones included, tells 1, 1.0 and True apart as JSON
+    does, and ignores the order of keys (express-session hashes the JSON to the
+    same end)."""
+    return {key: _canonical(value) for key, value in data.items()}
 
 
-def _copy(value):
-    """A deep copy of JSON data (a few times faster than copy.deepcopy)."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    return [_copy(v) for v in value] if isinstance(value, list) else value
-
-
-def _marshal(data):
-    """data as marshal bytes (format 2: no back-references, so equal data gives equal bytes), or None
-    if marshal cannot write it (say a datetime).  Only ever read back in this process: marshal is
-    not for bytes from elsewhere."""
+def _canonical(value):
     try:
-        return marshal.dumps(dict(data), 2)
-    except ValueError:
-        return None
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):  # not JSON (refused at save), or keys that cannot be sorted
+        try:
+            return _to_json(value)
+        except SessionDataError:
+            return object()  # equal to nothing: a change, which the save then refuses
 
 
-def _same(a, b):
-    """Deep equality that tells 1, 1.0 and True apart, as JSON does."""
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
-    if isinstance(a, list):
-        return type(b) is list and len(a) == len(b) and all(map(_same, a, b))
-    return type(a) is type(b) and a == b
+MAX_OWNER = 256  # characters of an owner id
 
 
 class Session(dict):
-    """One visitor's data: a dict that knows whether it changed.  Change is
-    found by comparing with a deep copy taken at load (express-session hashes
-    a serialised snapshot to the same end), so nested edits
-    (session["cart"].append(...)) count too."""
+    """One visitor's data: a dict that knows whether it changed.
 
-    # Every request builds one: named slots instead of a dict per object make that 40% cheaper.
-    __slots__ = ("_id", "is_new", "cookie_id", "expires", "absolute_expires", "stored", "retired", "destroyed",
-                 "touched", "_snapshot", "_marshalled")
+    Per-session settings a route may change (express: req.session.cookie):
+      max_age  seconds it may stay unused; None: a browser-session cookie,
+               which the store still ends after Options.max_age unused
+      owner    who it belongs to (a user id), to list and end a user's sessions
+    The rest is set by SessionInterface; a route reads it."""
 
-    def __init__(self, sid, data=(), *, is_new, expires=None, absolute_expires=None, stored=None, cookie_id=None,
-                 snapshot=None, marshalled=None):
-        self.update(data)  # not super().__init__: a fifth of building one (measured)
-        self._id = sid  # None: a new session's own, drawn when first asked for
-        self.is_new = is_new
-        self.cookie_id = cookie_id  # the stored id the request arrived with (express-session's name), or None
-        self.expires = expires  # epoch seconds, as stored
-        self.absolute_expires = absolute_expires  # epoch seconds, or None if unknown
-        self.stored = stored  # the stored 'session' JSON string, for compare-and-set
-        self.retired = False  # regenerate() or destroy(): delete cookie_id at save
+    def __init__(self, data=(), *, max_age=DEFAULT_MAX_AGE):
+        super().__init__(data)
+        self.id = new_id()  # a new session's id: 192 random bits
+        self.is_new = True  # not in the store (yet)
+        self.cookie_id = None  # the verified id the request arrived with (express's cookieId)
+        self.max_age = self._initial_max_age = max_age
+        self._owner = None
+        self.expires = None  # epoch seconds, as stored
+        self.absolute_expires = None  # epoch seconds, or None: another service started it
+        self.started = None  # epoch seconds, or None: another service started it
+        self.regenerated = False  # delete cookie_id at save
         self.destroyed = False
         self.touched = False
-        self._snapshot = {key: _copy(value) for key, value in self.items()} if snapshot is None else snapshot
-        self._marshalled = marshalled  # the snapshot as _marshal bytes, if known
+        self.stored = None  # the stored JSON text it was loaded from, for compare-and-set
+        self.stored_owner = None
+        self._saved = {}  # the data as loaded or last saved: a new session's is empty
+        self._saved_max_age = max_age
 
     @property
-    def id(self):
-        # Drawn when first needed: a request without a cookie that stores nothing (a 404) draws none.
-        if self._id is None:
-            self._id = new_id()
-        return self._id
+    def owner(self):
+        return self._owner
 
-    @id.setter
-    def id(self, sid):
-        self._id = sid
+    @owner.setter
+    def owner(self, owner):
+        if owner is not None and not (isinstance(owner, str) and 1 <= len(owner) <= MAX_OWNER):
+            raise SessionDataError(
+                f"owner must be a string of 1 to {MAX_OWNER} characters, or None; got {owner!r:.80}")
+        self._owner = owner
+
+    def changed_keys(self):
+        """The top-level keys whose value differs from what was loaded or last saved."""
+        now = _snapshot(self)
+        return {key for key in self._saved.keys() | now.keys() if self._saved.get(key) != now.get(key)}
 
     @property
     def modified(self):
-        # The same marshal bytes are the same data, 1, 1.0 and True told apart: one C call, a
-        # few times faster than comparing.  Other bytes may still be equal data (keys reordered).
-        if self._marshalled is not None and _marshal(self) == self._marshalled:
-            return False
-        return not _same(self, self._snapshot)
-
-    def _saved(self, snapshot):
-        """What was just stored becomes what later changes are found against."""
-        self._snapshot, self._marshalled = snapshot, None
+        return bool(self.changed_keys()) or self.owner != self.stored_owner or \
+            self.max_age != self._saved_max_age
 
     def regenerate(self):
         """Start afresh under a new id; the id the request arrived with is deleted at save.
-        OWASP: renew the id when privilege changes (login), against fixation."""
+        OWASP: renew the id when privilege changes (login), against session fixation."""
         self.clear()
-        self._id, self.is_new, self.stored, self.retired = None, True, None, True  # a new id when asked
-        self.expires = self.absolute_expires = None
+        self.id, self.is_new, self.stored, self.regenerated = new_id(), True, None, True
+        self.expires = self.absolute_expires = self.started = None
+        self.max_age = self._saved_max_age = self._initial_max_age
+        self.owner = self.stored_owner = None
+        self._saved = {}
 
     def destroy(self):
         """End the session: delete it from the store and expire the cookie."""
         self.clear()
-        self.destroyed = self.retired = True
+        self.destroyed = True
 
     def touch(self):
         """Extend the idle expiry at save even if the touch interval has not passed."""
         self.touched = True
 
+    def _mark_saved(self):
+        """What was just stored becomes what later changes are found against."""
+        self.is_new = self.regenerated = False
+        self._saved = _snapshot(self)
+        self._saved_max_age = self.max_age
+        self.stored_owner = self.owner
 
-# --- The stores: one contract, times in epoch seconds ---
+
+# --- The store contract ---
+
+
+class Record(NamedTuple):
+    """One stored session.  Times are epoch seconds; None: not known (another service wrote it)."""
+
+    text: object  # the 'session' field: express-session's JSON (data + cookie object), as stored
+    expires: float  # the earlier of the idle and the absolute deadline
+    owner: str | None = None  # who the session belongs to, indexed
+    created: float | None = None  # when it started (connect-mongo's createdAt)
+    extended: float | None = None  # when its expiry last moved (connect-mongo's lastModified)
+    client: str | None = None  # the User-Agent at its start, trimmed: shown, never trusted
+
+
+class Store(Protocol):
+    """What SessionInterface asks of a store: express-session's get, set,
+    destroy and touch, with a compare-and-set instead of a blind set, and an
+    owner's sessions.  Keys are strings (the id, or its digest at rest).  A
+    store that cannot answer raises StoreUnavailable, never its driver's error."""
+
+    def load(self, key, now):
+        """The Record under key if it is live (expires > now), else None."""
+
+    def insert(self, key, record, replacing=None):
+        """Store a new session under a key never used before.  If `replacing` names
+        a live session, delete it after: at a cap, a re-login takes its place."""
+
+    def compare_and_set(self, key, previous, record, now):
+        """Store record's text, expiry and owner if the live session under key still
+        has the text `previous`; return whether it did.  Never creates a session."""
+
+    def touch(self, key, expires, now):
+        """Move a live session's expiry (and `extended` to now); return whether it was live."""
+
+    def delete(self, key):
+        """Delete the session under key, if there is one."""
+
+    def owned(self, owner, now):
+        """The live sessions of owner, as (key, Record) pairs, without scanning the others."""
+
+    def delete_owned(self, owner, keep=None):
+        """Delete every session of owner but the one under `keep`; return how many."""
+
+    def purge(self, now):
+        """Delete every session that expired by now; return how many."""
+
+    def ping(self):
+        """Return if the store answers; raise StoreUnavailable if not."""
+
+
+# --- MongoStore: any pymongo-compatible collection ---
+
+COLLECTION_METHODS = ("find_one", "find", "insert_one", "update_one", "delete_one", "delete_many",
+                      "create_index")
+OWNER_INDEX = [("owner", 1), ("expires", 1)]
 
 
 class MongoStore:
-    """Session documents in any pymongo-compatible collection."""
+    """Session documents in a MongoDB collection (connect-mongo's shape).
 
-    def __init__(self, collection):
-        self.collection = collection
+    `driver_error`: the exception your driver raises when MongoDB fails
+    (pymongo.errors.PyMongoError); it becomes StoreUnavailable.  Any exception by
+    default, so a prototype's outage is a 503, never a 500.  The TTL and owner
+    indexes are made at once (idempotent), unless `ensure_indexes=False`."""
+
+    def __init__(self, collection, *, driver_error=Exception, ensure_indexes=True):
+        missing = [name for name in COLLECTION_METHODS if not callable(getattr(collection, name, None))]
+        if missing:
+            raise TypeError(f"MongoStore needs a pymongo Collection (it has no {', '.join(missing)}); "
+                            f"got {type(collection).__name__}")
+        self.collection, self.driver_error = collection, driver_error
+        if ensure_indexes:
+            self.ensure_indexes()
 
     def ensure_indexes(self):
-        # MongoDB deletes a document once its 'expires' date passes (about once a minute).
-        self.collection.create_index([("expires", 1)], expireAfterSeconds=0)
+        with self._driver():
+            # MongoDB deletes a document once its 'expires' has passed (about once a minute),
+            # as connect-mongo's default autoRemove: 'native' does.
+            self.collection.create_index([("expires", 1)], expireAfterSeconds=0)
+            # An owner's sessions are found through this index, never by scanning.
+            self.collection.create_index(OWNER_INDEX)
 
-    def load(self, sid, now):
-        """(the stored 'session' field, expires) of the live document, or None.
-        Filtering on expires does not trust the TTL sweep: an expired session is never served."""
-        doc = self.collection.find_one({"_id": sid, "expires": {"$gt": to_datetime(now)}})
-        return None if doc is None else (doc.get("session"), to_timestamp(doc["expires"]))
+    def load(self, key, now):
+        # Filter on expires: the TTL sweep runs about once a minute; an expired session is never served.
+        with self._driver():
+            doc = self.collection.find_one({"_id": key, "expires": {"$gt": to_datetime(now)}})
+        return None if doc is None else _record(doc)
 
-    def insert(self, sid, stored, expires):
-        self.collection.insert_one({"_id": sid, "expires": to_datetime(expires), "session": stored})
+    def insert(self, key, record, replacing=None):
+        doc = {"_id": key, "expires": to_datetime(record.expires), "session": record.text}
+        for field, value in (("owner", record.owner), ("client", record.client)):
+            if value is not None:
+                doc[field] = value
+        for field, value in (("createdAt", record.created), ("lastModified", record.extended)):
+            if value is not None:
+                doc[field] = to_datetime(value)
+        with self._driver():
+            self.collection.insert_one(doc)
+        if replacing is not None:
+            self.delete(replacing)
 
-    def compare_and_set(self, sid, previous, stored, expires, now):
-        """Write only if the session is live and nobody changed it since we read
-        `previous`; never creates a document (a logout stays a logout)."""
-        found = {"_id": sid, "session": previous, "expires": {"$gt": to_datetime(now)}}
-        update = {"$set": {"session": stored, "expires": to_datetime(expires)}}
-        return self.collection.update_one(found, update).matched_count == 1
+    def compare_and_set(self, key, previous, record, now):
+        found = {"_id": key, "session": previous, "expires": {"$gt": to_datetime(now)}}
+        update = {"$set": {"session": record.text, "expires": to_datetime(record.expires),
+                           "lastModified": to_datetime(now)}}
+        if record.owner is None:
+            update["$unset"] = {"owner": ""}
+        else:
+            update["$set"]["owner"] = record.owner
+        with self._driver():
+            return self.collection.update_one(found, update).matched_count == 1
 
-    def touch(self, sid, expires, now):
-        found = {"_id": sid, "expires": {"$gt": to_datetime(now)}}
-        return self.collection.update_one(found, {"$set": {"expires": to_datetime(expires)}}).matched_count == 1
+    def touch(self, key, expires, now):
+        found = {"_id": key, "expires": {"$gt": to_datetime(now)}}
+        update = {"$set": {"expires": to_datetime(expires), "lastModified": to_datetime(now)}}
+        with self._driver():
+            return self.collection.update_one(found, update).matched_count == 1
 
-    def delete(self, sid):
-        self.collection.delete_one({"_id": sid})
+    def delete(self, key):
+        with self._driver():
+            self.collection.delete_one({"_id": key})
+
+    def owned(self, owner, now):
+        # The hint makes MongoDB use the owner index (its documented rule), not the TTL index.
+        found = {"owner": owner, "expires": {"$gt": to_datetime(now)}}
+        with self._driver():
+            return [(doc["_id"], _record(doc)) for doc in self.collection.find(found, hint=OWNER_INDEX)]
+
+    def delete_owned(self, owner, keep=None):
+        found = {"owner": owner} if keep is None else {"owner": owner, "_id": {"$ne": keep}}
+        with self._driver():
+            return self.collection.delete_many(found, hint=OWNER_INDEX).deleted_count
 
     def purge(self, now):
-        """Delete expired documents, for collections without a TTL monitor."""
-        return self.collection.delete_many({"expires": {"$lte": to_datetime(now)}}).deleted_count
+        """For collections without a TTL monitor."""
+        with self._driver():
+            return self.collection.delete_many({"expires": {"$lte": to_datetime(now)}}).deleted_count
 
     def ping(self):
-        self.collection.database.command("ping")
+        with self._driver():
+            self.collection.database.command("ping")
+
+    def _driver(self):
+        return _Translate(self.driver_error)
+
+
+class _Translate:
+    """A with-block in which the driver's error becomes StoreUnavailable (the original as __cause__)."""
+
+    def __init__(self, driver_error):
+        self.driver_error = driver_error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if error is not None and isinstance(error, self.driver_error) and not isinstance(error, SessionError):
+            # Only the type: a driver's message may name hosts and credentials.
+            raise StoreUnavailable(type(error).__name__) from error
+        return False
+
+
+def _record(doc):
+    def when(field):
+        value = doc.get(field)
+        return to_timestamp(value) if isinstance(value, datetime) else None
+
+    def text(field):
+        value = doc.get(field)
+        return value if isinstance(value, str) else None
+    return Record(doc.get("session"), to_timestamp(doc["expires"]), text("owner"), when("createdAt"),
+                  when("lastModified"), text("client"))
+
+
+# --- MemoryStore: one process's memory ---
 
 
 class MemoryStore:
     """Sessions in this process's memory, lost when it stops: for one process
     (a prototype, a test), never for several instances behind a proxy.
 
-    id -> (stored JSON, expires).  Expiry is indexed by the whole second it
-    falls in (a heap of seconds, a list of ids per second), so purging visits
-    only what expired; a touch leaves its old entry behind, skipped when that
-    second is purged.  Reads take no lock (one dict lookup is atomic); writes
-    take one lock, never for more than PURGE_CHUNK ids of expiry work."""
+    key -> Record, beside two indexes: owner -> keys, and a heap of
+    (expires, key) so that purging visits only what expired.  A write that
+    moves an expiry pushes a new heap entry and leaves the old one, skipped
+    when it comes due; the heap is rebuilt when stale entries outnumber live
+    sessions.  Reads take no lock (one dict lookup is atomic); writes take one,
+    never for more than PURGE_CHUNK expired sessions."""
 
-    PURGE_CHUNK = 1000  # ids per lock hold, about a millisecond
-    PURGE_PER_INSERT = 16  # expiry work each login does, so expired sessions never pile up
+    PURGE_CHUNK = 1000  # sessions deleted per lock hold, about a millisecond
+    PURGE_PER_INSERT = 16  # expiry work each insert does, so expired sessions never pile up
 
     def __init__(self, max_sessions=None, clock=time.time):
-        self.max_sessions, self.clock = max_sessions, clock  # None: no cap
-        self._sessions = {}
-        self._due = {}  # second -> ids that expired in it, maybe stale
-        self._seconds = []  # heap of _due's keys
+        self.max_sessions, self.clock = max_sessions, clock  # max_sessions None: no cap
+        self._records = {}
+        self._owned = {}  # owner -> set of keys
+        self._due = []  # heap of (expires, key), some stale
         self._lock = threading.Lock()
 
     def __len__(self):
-        return len(self._sessions)
+        """The live sessions: expired ones are purged first."""
+        self.purge(self.clock())
+        return len(self._records)
 
-    def load(self, sid, now):
-        entry = self._sessions.get(sid)
-        return entry if entry is not None and entry[1] > now else None
+    def load(self, key, now):
+        record = self._records.get(key)
+        return record if record is not None and record.expires > now else None
 
-    def insert(self, sid, stored, expires):
+    def insert(self, key, record, replacing=None):
         with self._lock:
             now = self.clock()
             self._purge(now, self.PURGE_PER_INSERT)
-            if self.max_sessions and len(self._sessions) >= self.max_sessions:
-                self._purge(now, self.PURGE_CHUNK, exact=True)
-                if len(self._sessions) >= self.max_sessions:
-                    # A cap, so a flood of logins cannot exhaust the memory.
-                    raise StoreFull(f"the in-memory store holds its maximum of {self.max_sessions} sessions")
-            self._put(sid, stored, expires)
+            if self.max_sessions and len(self._records) >= self.max_sessions:
+                self._purge(now, self.PURGE_CHUNK)
+            live_replaced = replacing is not None and self.load(replacing, now) is not None
+            if self.max_sessions and len(self._records) - live_replaced >= self.max_sessions:
+                # A cap, so a flood of logins cannot exhaust the memory.
+                raise StoreFull(f"the in-memory store holds its maximum of {self.max_sessions} sessions")
+            self._put(key, record._replace(expires=_millis(record.expires)))
+            if replacing is not None:
+                self._remove(replacing)
 
-    def compare_and_set(self, sid, previous, stored, expires, now):
+    def compare_and_set(self, key, previous, record, now):
         with self._lock:
-            entry = self._sessions.get(sid)
-            if entry is None or entry[1] <= now or entry[0] != previous:
+            old = self.load(key, now)
+            if old is None or old.text != previous:
                 return False
-            self._put(sid, stored, expires, entry[1])
+            self._put(key, old._replace(text=record.text, expires=_millis(record.expires),
+                                        owner=record.owner, extended=now))
             return True
 
-    def touch(self, sid, expires, now):
+    def touch(self, key, expires, now):
         with self._lock:
-            entry = self._sessions.get(sid)
-            if entry is None or entry[1] <= now:
+            old = self.load(key, now)
+            if old is None:
                 return False
-            self._put(sid, entry[0], expires, entry[1])
+            self._put(key, old._replace(expires=_millis(expires), extended=now))
             return True
 
-    def delete(self, sid):
+    def delete(self, key):
         with self._lock:
-            self._sessions.pop(sid, None)  # its entry in _due is skipped when that second is purged
+            self._remove(key)
+
+    def owned(self, owner, now):
+        keys = tuple(self._owned.get(owner, ()))  # a copy: writers may change the set meanwhile
+        found = ((key, self.load(key, now)) for key in keys)
+        return [(key, record) for key, record in found if record is not None]
+
+    def delete_owned(self, owner, keep=None):
+        with self._lock:
+            keys = [key for key in self._owned.get(owner, ()) if key != keep]
+            for key in keys:
+                self._remove(key)
+            return len(keys)
 
     def purge(self, now):
         total, more = 0, True
         while more:
             with self._lock:  # released between chunks: requests go on while a big purge runs
-                deleted, more = self._purge(now, self.PURGE_CHUNK, exact=True)
+                deleted, more = self._purge(now, self.PURGE_CHUNK)
             total += deleted
         return total
 
     def ping(self):
         pass
 
-    def _put(self, sid, stored, expires, old_expires=None):
-        expires = math.floor(expires * 1000) / 1000  # milliseconds, as BSON keeps them
-        self._sessions[sid] = (stored, expires)
-        second = int(expires)
-        if old_expires is not None and int(old_expires) == second:
-            return  # already listed under this second
-        if second not in self._due:
-            self._due[second] = []
-            heapq.heappush(self._seconds, second)
-        self._due[second].append(sid)
+    def _put(self, key, record):
+        old = self._records.get(key)
+        if old is not None and old.owner != record.owner:
+            self._disown(key, old.owner)
+        if record.owner is not None:
+            self._owned.setdefault(record.owner, set()).add(key)
+        self._records[key] = record
+        if old is None or old.expires != record.expires:
+            heapq.heappush(self._due, (record.expires, key))
+            if len(self._due) > 2 * len(self._records) + 1000:  # mostly stale: rebuild
+                self._due = [(r.expires, k) for k, r in self._records.items()]
+                heapq.heapify(self._due)
 
-    def _expired(self, sid, now):
-        entry = self._sessions.get(sid)
-        if entry is not None and entry[1] <= now:  # else live: touched to later, or not due yet
-            del self._sessions[sid]
-            return True
-        return False
+    def _remove(self, key):
+        record = self._records.pop(key, None)  # its heap entry is skipped when it comes due
+        if record is not None:
+            self._disown(key, record.owner)
 
-    def _purge(self, now, budget, exact=False):
-        """Delete up to `budget` expired sessions from the seconds wholly past, and
-        if `exact`, from the second `now` is in; return (deleted, whether more may be due)."""
+    def _disown(self, key, owner):
+        keys = self._owned.get(owner)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._owned[owner]
+
+    def _purge(self, now, budget):
+        """Delete up to `budget` sessions that expired by now; return (deleted, whether more may be due)."""
         deleted = 0
-        while self._seconds and self._seconds[0] + 1 <= now:
-            ids = self._due[self._seconds[0]]
-            while ids:
-                if budget == 0:
-                    return deleted, True
-                budget -= 1
-                deleted += self._expired(ids.pop(), now)
-            del self._due[heapq.heappop(self._seconds)]
-        ids = self._due.get(int(now)) if exact else None
-        if ids:  # a second's worth of ids: what is still live stays listed
-            live = [sid for sid in ids if not self._expired(sid, now)]
-            deleted += len(ids) - len(live)
-            ids[:] = live
+        while self._due and self._due[0][0] <= now:
+            if deleted == budget:
+                return deleted, True
+            expires, key = heapq.heappop(self._due)
+            record = self._records.get(key)
+            if record is not None and record.expires == expires:  # else stale: moved or deleted since
+                self._remove(key)
+                deleted += 1
         return deleted, False
+
+
+def _millis(timestamp):
+    return math.floor(timestamp * 1000) / 1000  # the milliseconds BSON keeps, so both stores agree
 
 
 # --- The request lifecycle ---
 
 MERGE_ATTEMPTS = 10  # each round one writer wins, so this many concurrent writers always finish
-_MISSING = object()
+CLIENT_MAX = 200  # characters of User-Agent kept
+WARN_EVERY = 60  # seconds between two warnings about the same misconfiguration
 
 
-def _load_data(stored):
+class SessionInfo(NamedTuple):
+    """What a listing of an owner's sessions shows: never the id, nor anything it can be computed from."""
+
+    handle: str  # a public name for ending it
+    started: float | None
+    last_extended: float | None
+    expires: float  # the idle expiry, capped by the absolute one
+    absolute_expires: float | None
+    client: str | None
+
+
+def _load_data(text):
     """The stored JSON as a dict, or None if it is not one (another writer, a corrupt store)."""
+    if not isinstance(text, (str, bytes, bytearray)):
+        return None
     try:
-        data = json.loads(stored)
-    except (TypeError, ValueError, RecursionError):
+        data = json.loads(text)
+    except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
 
-def _remember(cache, key, value, most, longest):
-    """Keep value under a text key of at most `longest` characters; when `most` are kept, forget them all."""
-    if type(key) is str and len(key) <= longest:
-        if len(cache) >= most:
-            cache.clear()
-        cache[key] = value
+def _client_text(user_agent):
+    """A User-Agent as shown in a listing: printable, one line, at most CLIENT_MAX characters."""
+    if not user_agent:
+        return None
+    return " ".join("".join(c if c.isprintable() else " " for c in user_agent).split())[:CLIENT_MAX] or None
 
 
 class SessionInterface:
-    """Opens a session from a Cookie header and saves it after the response
+    """Opens a session from a request's cookie and saves it after the response
     is built: the two halves of a request (Flask's SessionInterface)."""
-
-    VERIFIED_MAX = 10_000  # Cookie headers remembered as verified; all forgotten when full
-    VERIFIED_KEY_MAX = 512  # characters: a longer header is checked every time (the cache stays under ~10 MB)
-    PARSED_MAX, PARSED_KEY_MAX = 1000, 1024  # stored JSON texts remembered parsed (at most ~25 MB), as above
 
     def __init__(self, store, options, clock=time.time):
         self.store, self.options, self.clock = store, options, clock
-        # Parsing and the HMAC are most of a read's own work: remember the Cookie headers
-        # that verified, and only those (a forged one is checked every time, and costs no memory).
-        self._verified = {}
-        self._parsed = {}  # stored JSON -> (data, absolute deadline): read only, each session gets a copy
+        self.signer = Signer(options.secrets)
+        self._warned_at = -math.inf
+
+    # Opening
 
     def read_cookie(self, cookie_header):
         """The session cookie's value as sent, URL-decoded (or None), and the id
         in it if it has express's "s:" prefix and one of our secrets signed it (or None)."""
-        name = self.options.cookie_name
-        if not cookie_header or name not in cookie_header:
-            return None, None
-        known = self._verified.get(cookie_header)
-        if known is not None:
-            return known
-        raw = parse_cookie_header(cookie_header).get(name)
-        sid = unsign(raw[2:], self.options.secrets) if raw and raw.startswith("s:") else None
-        if sid is not None:
-            _remember(self._verified, cookie_header, (raw, sid), self.VERIFIED_MAX, self.VERIFIED_KEY_MAX)
-        return raw, sid
+        raw = parse_cookie_header(cookie_header).get(self.options.cookie_name)
+        if raw is None or not raw.startswith("s:"):
+            return raw, None
+        return raw, self.signer.unsign(raw[2:])
 
-    def open_session(self, cookie_header):
+    def open_session(self, cookie_header, *, https=False, path="/", client=None):
         """Return the request's session, or a new empty one.  This is the one
         place where a bad cookie becomes "no session": missing, unsigned,
-        wrongly signed, unknown, expired and unreadable all start afresh."""
-        now = self.clock()
+        wrongly signed, unknown, expired and unreadable all start afresh.
+        `client` is the User-Agent, recorded when a session starts."""
+        opts, now = self.options, self.clock()
+        session = Session(max_age=None if opts.browser_session_cookie else opts.max_age)
+        session._https, session._client = https, client
+        session._outside = not path_matches(path, opts.cookie_path)
+        if session._outside:
+            return session  # the browser sends no cookie here: as express does, leave it alone
         _, sid = self.read_cookie(cookie_header)
-        found = self.store.load(sid, now) if sid else None  # no valid cookie, no store work
-        if found is None:
-            return Session(None, is_new=True)
-        stored, expires = found
-        parsed = self._parsed.get(stored) if type(stored) is str else None  # another writer's may be anything
-        if parsed is None:
-            parsed = self._parse(stored)
-        if parsed is None:
-            # Unreadable: start afresh, but a login or logout still deletes the document this verified cookie names.
-            return Session(None, is_new=True, cookie_id=sid)
-        data, marshalled, absolute = parsed
-        if absolute is not None and absolute <= now:
-            # OWASP: the absolute timeout ends the session, whoever extended 'expires' (say connect-mongo's touch).
-            return Session(None, is_new=True, cookie_id=sid)
-        copy = marshal.loads(marshalled) if marshalled else _copy(data)  # marshal: one C call
-        return Session(sid, copy, is_new=False, expires=expires, absolute_expires=absolute, stored=stored,
-                       cookie_id=sid, snapshot=data, marshalled=marshalled)
-
-    def _parse(self, stored):
-        """(data, its _marshal bytes, absolute deadline or None if another service wrote it) of a stored
-        JSON text, None if unreadable."""
-        data = _load_data(stored)
+        if sid is None:
+            return session  # no valid cookie, no store work
+        session.cookie_id = sid
+        record = self.store.load(self.key(sid), now)
+        data = _load_data(record.text) if record else None
         if data is None:
-            return None
-        data.pop("cookie", None)
+            # Unknown, expired or unreadable: start afresh, but a login or logout
+            # still deletes the document this verified cookie names.
+            return session
+        cookie = data.pop("cookie", None)
         absolute = from_iso(data.pop("absoluteExpires", None))
-        parsed = data, _marshal(data), absolute
-        _remember(self._parsed, stored, parsed, self.PARSED_MAX, self.PARSED_KEY_MAX)
-        return parsed
+        if absolute is not None and absolute <= now:
+            # OWASP: the absolute timeout ends the session, whoever extended 'expires'.
+            return session
+        session.update(data)
+        session.id, session.is_new = sid, False
+        session.stored, session.expires, session.absolute_expires = record.text, record.expires, absolute
+        session.started, session.owner = record.created, record.owner
+        session.max_age = self._stored_max_age(cookie, session.max_age)
+        session._mark_saved()
+        return session
 
-    def save_session(self, session, https=False):
-        """Write what changed and return the Set-Cookie value, or None.
-        Raises SessionDataError, SessionConflict, StoreUnavailable, and whatever the store raises."""
-        now, opts = self.clock(), self.options
-        secure = https if opts.cookie_secure == "auto" else opts.cookie_secure
+    @staticmethod
+    def _stored_max_age(cookie, default):
+        """The session's own max_age from express's cookie object: originalMaxAge in
+        milliseconds, null for a browser-session cookie."""
+        if not isinstance(cookie, dict) or "originalMaxAge" not in cookie:
+            return default
+        value = cookie["originalMaxAge"]
+        if value is None:
+            return None
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1e12
+        return value / 1000 if ok else default
+
+    # Saving
+
+    def save_session(self, session):
+        """Write what the request changed and return the Set-Cookie value to send, or None.
+        Raises SessionDataError, SessionConflict, InsecureTransport and StoreUnavailable."""
+        if session._outside:
+            return None
         if session.destroyed:
             if session.cookie_id:
-                self.store.delete(session.cookie_id)
-            # Clear with the same Path/Domain it was set with, or the browser keeps it.
-            return format_set_cookie(opts.cookie_name, "", max_age=0, expires=0, path=opts.cookie_path,
-                                     domain=opts.cookie_domain, secure=secure)
-        send = self._write(session, now, secure)
-        if session.retired:
-            if session.cookie_id:
-                self.store.delete(session.cookie_id)  # after the new one is stored: a failure leaves a valid session
-            session.cookie_id, session.retired = (None if session.is_new else session.id), False
-        if not send:
+                self.store.delete(self.key(session.cookie_id))
+            return self._clearing_cookie(session)
+        now = self.clock()
+        was_new, changed = session.is_new, session.modified
+        extended = session.touched or self.touch_due(session, now)
+        if was_new and self._secure(session) and not session._https:
+            self._warn_insecure()
+            if changed:  # a login: say so, rather than answer 2xx for a session nobody will send back
+                raise InsecureTransport("this session's cookie is Secure-only: start it over HTTPS")
             return None
-        signed = "s:" + sign(session.id, opts.secrets[0])  # the first secret signs
-        return format_set_cookie(opts.cookie_name, signed, max_age=session.expires - now, expires=session.expires,
-                                 path=opts.cookie_path, domain=opts.cookie_domain, secure=secure)
+        if self.should_save(session):
+            self._write(session, now)
+        elif self.should_touch(session, now):
+            if not self.store.touch(self.key(session.id), self._extended_expiry(session, now), now):
+                return None  # ended meanwhile (logout, expiry): nothing to extend
+            session.expires = self._extended_expiry(session, now)
+        elif session.regenerated and session.cookie_id:
+            # Regenerated and left empty: the id the request arrived with still stops working.
+            self.store.delete(self.key(session.cookie_id))
+        if session.is_new:  # nothing stored
+            if session.regenerated:
+                session.cookie_id, session.regenerated = None, False
+            return None
+        session.cookie_id = session.id
+        session._mark_saved()
+        if not self.should_set_cookie(session, was_new, changed, extended):
+            return None
+        signed = "s:" + self.signer.sign(session.id)  # the first secret signs
+        if session.max_age is None:
+            return format_set_cookie(self.options.cookie_name, signed, max_age=None, expires=None,
+                                     **self._attributes(session))
+        return format_set_cookie(self.options.cookie_name, signed, max_age=session.expires - now,
+                                 expires=session.expires, **self._attributes(session))
 
-    def _write(self, session, now, secure):
-        """Store what changed; return whether the client needs a new cookie."""
-        opts = self.options
+    def should_save(self, session):
+        """express's shouldSave: a new session once it holds something (or always,
+        with save_uninitialized); a loaded one when it changed (or always, with resave)."""
         if session.is_new:
-            if not session and not opts.save_uninitialized:
-                return False  # empty: do not let cookieless bots fill the store
-            session.absolute_expires = now + opts.absolute_timeout
-            session.expires = min(now + opts.max_age, session.absolute_expires)
+            return session.modified or self.options.save_uninitialized
+        return session.modified or self.options.resave
+
+    def should_touch(self, session, now):
+        """express's shouldTouch, lazily: a loaded session that was not rewritten gets
+        an expiry-only write when it would move by touch_after or more (or touch() asked)."""
+        return not session.is_new and (session.touched or self.touch_due(session, now))
+
+    def should_set_cookie(self, session, was_new, changed, extended):
+        """express's shouldSetCookie: a new id, a change, or rolling.  Here also a moved
+        expiry, so the browser keeps the cookie as long as the store keeps the session;
+        rolling re-sends the stored expiry rather than promise one the store does not keep."""
+        if was_new or self.options.rolling:
+            return True
+        return session.max_age is not None and (changed or extended)
+
+    def touch_due(self, session, now):
+        if session.is_new:
+            return False
+        return self._extended_expiry(session, now) - session.expires >= self.options.touch_after
+
+    def _write(self, session, now):
+        secure = self._secure(session)
+        if session.is_new:
+            session.started = now
+            lifetime = self.options.absolute_timeout
+            if session.max_age is not None and session.max_age > self.options.max_age:
+                lifetime = max(lifetime, session.max_age)  # "remember me": not cut by the absolute timeout
+            session.absolute_expires = now + lifetime
+            session.expires = self._extended_expiry(session, now)
             session.stored = self._serialise(session, secure)
-            self.store.insert(session.id, session.stored, session.expires)
+            record = Record(session.stored, session.expires, session.owner, now, now,
+                            _client_text(session._client))
+            replacing = self.key(session.cookie_id) if session.regenerated and session.cookie_id else None
+            # Stored before the old one is deleted: if this fails, the visitor keeps a valid session.
+            self.store.insert(self.key(session.id), record, replacing=replacing)
             session.is_new = False
-            session._saved(_copy(dict(session)))  # a second save here writes nothing
-            return True
-        if session.modified or opts.resave:
+        else:
             self._replace(session, now, secure)
-            return True
-        expires = self._extended_expiry(session, now)
-        if session.touched or expires - session.expires >= opts.touch_after:
-            # Lazy touch: at most one expiry-only write per touch interval, not one per request.
-            if not self.store.touch(session.id, expires, now):
-                return False  # ended meanwhile (logout, expiry): nothing to extend
-            session.expires = expires
-            return True
-        return opts.rolling
 
     def _extended_expiry(self, session, now):
-        deadline = session.absolute_expires or float("inf")
-        return min(now + self.options.max_age, deadline)  # the absolute timeout always wins
+        idle = self.options.max_age if session.max_age is None else session.max_age
+        deadline = session.absolute_expires or math.inf
+        return min(now + idle, deadline)  # the absolute timeout always wins
 
     def _replace(self, session, now, secure):
         """Save a changed session without losing a concurrent request's change:
         compare-and-set on the stored JSON; on a clash re-read, apply our own
         changes (top-level keys, found once against the load) to their
         version, and try again (bounded)."""
-        base, ours = session._snapshot, _as_json(session)
-        changed = {key for key in set(base) | set(ours) if not _same(base.get(key, _MISSING), ours.get(key, _MISSING))}
+        changed = session.changed_keys()
+        ours = {key: session[key] for key in changed if key in session}
         if session.absolute_expires is None:
             session.absolute_expires = now + self.options.absolute_timeout
+        key = self.key(session.id)
         for _ in range(MERGE_ATTEMPTS):
             session.expires = self._extended_expiry(session, now)
-            stored = self._serialise(session, secure)
-            if self.store.compare_and_set(session.id, session.stored, stored, session.expires, now):
-                session.stored = stored
-                session._saved(_as_json(session))
+            text = self._serialise(session, secure)
+            if self.store.compare_and_set(key, session.stored, Record(text, session.expires, session.owner),
+                                          now):
+                session.stored = text
                 return
-            found = self.store.load(session.id, now)
-            theirs = _load_data(found[0]) if found else None
+            record = self.store.load(key, now)
+            theirs = _load_data(record.text) if record else None
             if theirs is None:  # gone (logout, expiry) or made unreadable
                 raise SessionConflict("the session ended while this request was changing it")
             session.clear()
             session.update({k: v for k, v in theirs.items() if k not in changed and k not in RESERVED_KEYS})
-            session.update({k: ours[k] for k in changed if k in ours})
-            session.stored = found[0]
+            session.update(ours)
+            session.stored = record.text
         raise SessionConflict(f"the session kept changing under this request ({MERGE_ATTEMPTS} attempts)")
 
     def _serialise(self, session, secure):
@@ -705,13 +944,77 @@ class SessionInterface:
         clash = [key for key in RESERVED_KEYS if key in session]
         if clash:
             raise SessionDataError(f"session keys {clash} are reserved; use other names")
+        persistent = session.max_age is not None
+        cookie = {"originalMaxAge": round(session.max_age * 1000) if persistent else None,  # milliseconds
+                  "expires": to_iso(session.expires) if persistent else None,
+                  "secure": bool(secure), "httpOnly": True}
+        if self.options.cookie_domain:
+            cookie["domain"] = self.options.cookie_domain
+        cookie.update(path=self.options.cookie_path, sameSite=self.options.cookie_samesite)
+        text = _to_json({"cookie": cookie, **session, "absoluteExpires": to_iso(session.absolute_expires)})
+        size = len(text.encode())
+        if size > self.options.max_size:
+            raise SessionDataError(f"session data is {size} bytes, over the {self.options.max_size}-byte cap")
+        return text
+
+    def _secure(self, session):
+        secure = self.options.cookie_secure
+        return session._https if secure == "auto" else secure
+
+    def _attributes(self, session):
         opts = self.options
-        cookie = {"originalMaxAge": int(opts.max_age * 1000),  # milliseconds, by express's definition
-                  "expires": to_iso(session.expires), "secure": bool(secure), "httpOnly": True}
-        if opts.cookie_domain:
-            cookie["domain"] = opts.cookie_domain
-        cookie.update(path=opts.cookie_path, sameSite="lax")
-        stored = _to_json({"cookie": cookie, **session, "absoluteExpires": to_iso(session.absolute_expires)})
-        if len(stored.encode()) > opts.max_size:
-            raise SessionDataError(f"session data is {len(stored.encode())} bytes, over the {opts.max_size}-byte cap")
-        return stored
+        return {"path": opts.cookie_path, "domain": opts.cookie_domain, "secure": self._secure(session),
+                "samesite": opts.cookie_samesite}
+
+    def _clearing_cookie(self, session):
+        # Cleared with the same Path and Domain it was set with, or the browser keeps it.
+        return format_set_cookie(self.options.cookie_name, "", max_age=0, expires=0,
+                                 **self._attributes(session))
+
+    def _warn_insecure(self):
+        now = self.clock()
+        if now - self._warned_at >= WARN_EVERY:
+            self._warned_at = now
+            log.warning("a session was not started: its cookie must be Secure (cookie_secure=True) and "
+                        "the request came over plain HTTP.  Behind a TLS proxy, trust it (TRUST_PROXY) "
+                        "so its X-Forwarded-Proto counts.")
+
+    # Owners: list and end a user's sessions
+
+    def key(self, sid):
+        """The store's key for a session id: the id itself, or its SHA-256 (hex) at rest, so a
+        copy of the store holds no id a cookie could carry."""
+        if self.options.id_at_rest == "sha256":
+            return hashlib.sha256(sid.encode()).hexdigest()
+        return sid
+
+    @staticmethod
+    def handle_of_key(key):
+        """A public name for a session, for listings and logs: a digest of its key,
+        from which neither the key nor the id can be computed."""
+        digest = hashlib.sha256(b"session handle\x00" + key.encode()).digest()
+        return base64.urlsafe_b64encode(digest[:15]).decode()
+
+    def handle(self, session):
+        return self.handle_of_key(self.key(session.id))
+
+    def list_sessions(self, owner):
+        """The live sessions of owner, newest first."""
+        now, infos = self.clock(), []
+        for key, record in self.store.owned(owner, now):
+            data = _load_data(record.text) or {}
+            infos.append(SessionInfo(self.handle_of_key(key), record.created, record.extended, record.expires,
+                                     from_iso(data.get("absoluteExpires")), record.client))
+        return sorted(infos, key=lambda info: info.started or 0, reverse=True)
+
+    def end_session(self, owner, handle):
+        """End the session of owner that has this handle; return whether there was one."""
+        for key, _ in self.store.owned(owner, self.clock()):
+            if self.handle_of_key(key) == handle:  # not a secret: only its owner may use it
+                self.store.delete(key)
+                return True
+        return False
+
+    def end_sessions(self, owner, keep=None):
+        """End every session of owner but the session `keep`; return how many ended."""
+        return self.store.delete_owned(owner, keep=None if keep is None else self.key(keep.id))

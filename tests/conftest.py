@@ -62,6 +62,30 @@ class CountingCollection:
         return sum(name.startswith("delete") for name in self.calls)
 
 
+class HintedCollection:
+    """A mongomock collection that takes `hint` as MongoDB documents it: the query
+    must use the named index, which must exist (mongomock has no `hint`)."""
+
+    def __init__(self, collection):
+        self.collection = collection
+
+    @property
+    def database(self):
+        return self.collection.database
+
+    def __getattr__(self, name):
+        method = getattr(self.collection, name)
+
+        def hinted(*args, hint=None, **kwargs):
+            if hint is not None:
+                keys = [list(index["key"]) for index in self.collection.index_information().values()]
+                if [tuple(pair) for pair in hint] not in [[tuple(pair) for pair in key] for key in keys]:
+                    raise pymongo.errors.OperationFailure("hint provided does not correspond to an existing "
+                                                          "index", code=2)
+            return method(*args, **kwargs)
+        return hinted
+
+
 class DownCollection:
     """A store that is down: every operation fails as pymongo does when no server answers."""
 
@@ -80,6 +104,16 @@ def clock():
     return Clock()
 
 
+@pytest.fixture(scope="session")
+def wire_server():
+    """One wire server for every test that needs a plain MongoDB (no faults, no TTL
+    sweep); each test uses a database or collection of its own."""
+    from support.wireserver import start_wire_server
+    server = start_wire_server(ttl_monitor=0)
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def mongo():
     """The raw mongomock collection, to inspect what was stored."""
@@ -95,7 +129,7 @@ def counted(mongo):
 def make_interface(counted, clock):
     def make(collection=None, **options):
         options.setdefault("secrets", (SECRET,))
-        store = sessions.MongoStore(counted if collection is None else collection)
+        store = sessions.MongoStore(counted if collection is None else collection, ensure_indexes=False)
         return sessions.SessionInterface(store, sessions.Options(**options), clock=clock)
     return make
 

@@ -11,10 +11,10 @@ import threading
 
 import pytest
 
-import proxy
+from support import proxy
 from conftest import skip_unless
-from realhttp import Client, start_service
-from wireserver import free_port
+from support.realhttp import Client, start_service
+from support.wireserver import free_port
 
 pytestmark = pytest.mark.timeout(120)
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

@@ -1,6 +1,5 @@
 """Configuration from the environment: defaults, and one clear error per bad value."""
 
-import queue
 
 import pytest
 
@@ -125,21 +124,21 @@ def test_a_step_timeout_in_the_url_is_not_outlasted_by_an_added_bound(option, at
 
 
 def test_without_mongo_url_the_store_is_in_memory_with_the_cap():
-    store, kind, startup = service.open_store(service.settings_from_env({"SESSION_MEMORY_MAX_SESSIONS": "2"}))
-    assert isinstance(store, sessions.MemoryStore) and kind == "embedded in-memory" and startup is None
-    store.insert("a", "{}", expires=10**10)
-    store.insert("b", "{}", expires=10**10)
+    store, kind = service.open_store(service.settings_from_env({"SESSION_MEMORY_MAX_SESSIONS": "2"}))
+    assert isinstance(store, sessions.MemoryStore) and kind == "embedded in-memory"
+    store.insert("a", sessions.Record("{}", 10**10))
+    store.insert("b", sessions.Record("{}", 10**10))
     with pytest.raises(sessions.StoreFull):
-        store.insert("c", "{}", expires=10**10)
+        store.insert("c", sessions.Record("{}", 10**10))
 
 
 def test_the_embedded_store_purges_expired_sessions():
     store = sessions.MemoryStore(clock=lambda: 50)  # logins purge a little too: not yet
-    store.insert("old", "{}", expires=100)
-    store.insert("new", "{}", expires=10_000)
+    store.insert("old", sessions.Record("{}", 100))
+    store.insert("new", sessions.Record("{}", 10_000))
     assert store.purge(5_000) == 1
     assert store.load("old", now=50) is None  # gone, not only filtered out by the read
-    assert store.load("new", now=5_000) == ("{}", 10_000)
+    assert store.load("new", now=5_000)[:2] == ("{}", 10_000)
 
 
 def test_the_embedded_store_serialises_calls():
@@ -149,9 +148,9 @@ def test_the_embedded_store_serialises_calls():
     def hammer(n):
         try:
             for i in range(200):
-                store.insert(f"{n}-{i}", "{}", expires=10_000)
-                assert store.load(f"{n}-{i}", now=5_000) == ("{}", 10_000)
-                assert store.compare_and_set(f"{n}-{i}", "{}", '{"a":1}', 10_000, now=5_000) is True
+                store.insert(f"{n}-{i}", sessions.Record("{}", 10_000))
+                assert store.load(f"{n}-{i}", now=5_000)[:2] == ("{}", 10_000)
+                assert store.compare_and_set(f"{n}-{i}", "{}", sessions.Record('{"a":1}', 10_000), now=5_000)
                 store.delete(f"{n}-{i}")
         except Exception as exc:  # pragma: no cover - the failure being tested for
             errors.append(exc)
@@ -198,19 +197,15 @@ def test_the_service_adds_only_what_the_url_does_not_say(url_options, added):
 
 def slot_taken(store):
     """Take one of a GuardedStore's slots without waiting: True, or False if none is free."""
-    try:
-        store._slots.get_nowait()
-        return True
-    except queue.Empty:
-        return False
+    return store._slots.acquire(blocking=False)
 
 
 def test_with_mongo_url_the_store_is_guarded_with_a_slot_less_than_the_threads():
     settings = service.settings_from_env({"MONGO_URL": "mongodb://127.0.0.1:9/app", "SESSION_COLLECTION": "web",
                                           "THREADS": "5"})
-    store, kind, startup = service.open_store(settings)
+    store, kind = service.open_store(settings, ensure_indexes=False)
     assert kind == "mongodb" and isinstance(store, service.GuardedStore)
-    assert store.store.collection.full_name == "app.web" and startup == store.store.ensure_indexes
+    assert store.store.collection.full_name == "app.web"
     try:
         acquired = [slot_taken(store) for _ in range(5)]
         assert acquired == [True, True, True, True, False]  # THREADS - 1: one thread never waits on the store
@@ -224,7 +219,7 @@ def test_port_0_is_accepted_any_free_port():
 
 def test_with_one_thread_one_store_slot():
     settings = service.settings_from_env({"MONGO_URL": "mongodb://127.0.0.1:9/app", "THREADS": "1"})
-    store, _, _ = service.open_store(settings)
+    store, _ = service.open_store(settings, ensure_indexes=False)
     try:
         assert [slot_taken(store) for _ in range(2)] == [True, False]
     finally:

@@ -40,9 +40,9 @@ import time
 import pytest
 from packaging.requirements import Requirement
 
-from child import Child
+from support.child import Child
 from conftest import skip_unless
-from realhttp import LISTENING, Client
+from support.realhttp import LISTENING, Client
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE_IMAGE = "localhost/sessions-ci-base:bookworm-minbase"

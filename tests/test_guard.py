@@ -24,8 +24,8 @@ class ScriptedStore:
         self.pings.append(1)  # list.append is atomic; += on an int is not
         if self.release is not None:
             self.release.wait(10)
-        if self.fail is not None:
-            raise self.fail
+        if self.fail is not None:  # as MongoStore raises it: StoreUnavailable, the driver's error its cause
+            raise sessions.StoreUnavailable(type(self.fail).__name__) from self.fail
 
 
 @pytest.fixture

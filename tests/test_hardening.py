@@ -24,8 +24,8 @@ import pytest
 
 import sessions
 from conftest import skip_unless
-from realhttp import ROOT, Client, start_service
-from wireserver import start_wire_server
+from support.realhttp import ROOT, Client, start_service
+from support.wireserver import start_wire_server
 
 SERVICE = os.path.join(ROOT, "service.py")
 

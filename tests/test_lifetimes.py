@@ -1,5 +1,7 @@
 """Idle and absolute timeouts, and the lazy touch, with a clock we step."""
 
+import email.utils
+
 import pytest
 
 import sessions
@@ -59,7 +61,7 @@ def test_the_touch_extends_the_store_and_the_cookie_alike(interface, cookie, clo
     header = interface.save_session(interface.open_session(cookie))
     assert sessions.to_timestamp(mongo.find_one()["expires"]) == clock.now + MAX_AGE
     assert max_age_of(header) == MAX_AGE
-    assert sessions._http_date(clock.now + MAX_AGE) in header
+    assert email.utils.formatdate(usegmt=True, timeval=clock.now + MAX_AGE) in header
 
 
 def test_an_active_session_never_idles_out(interface, cookie, clock):
@@ -172,7 +174,7 @@ def test_a_new_session_expires_at_an_absolute_timeout_shorter_than_the_idle_one(
     # A Node peer reads only 'expires': it must already say the earlier deadline.
     assert sessions.to_timestamp(mongo.find_one()["expires"]) == T0 + 300
     assert max_age_of(header) == 300
-    assert sessions._http_date(T0 + 300) in header
+    assert email.utils.formatdate(usegmt=True, timeval=T0 + 300) in header
     clock.advance(300)
     assert interface.open_session(cookie_value(header)).is_new
 

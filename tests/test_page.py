@@ -83,17 +83,6 @@ def test_prefers_html(accept, html):
     assert service.prefers_html(accept) is html
 
 
-def test_only_short_accept_headers_are_remembered():
-    import service
-    long_html = "application/json;q=0.1, " + "x/y, " * 300 + "text/html"  # over 1 KB
-    before = service._prefers_html.cache_info().currsize
-    assert service.prefers_html(long_html) is True and service.prefers_html(long_html[:-4] + "plain") is False
-    assert service._prefers_html.cache_info().currsize == before
-    for n in range(100):
-        service.prefers_html(f"text/html;q=0.{n % 10}, application/json;q=0.{n // 10}")
-    assert service._prefers_html.cache_info().currsize <= 64
-
-
 def test_the_panel_names_the_cookie_and_the_stored_expiry(make_client, interface, clock):
     client = make_client(cookie_name="visit")
     client.post("/", {"name": "Ann"}, headers=BROWSER)

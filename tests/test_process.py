@@ -12,10 +12,10 @@ import urllib.parse
 
 import pytest
 
-from child import Child
+from support.child import Child
 from conftest import skip_unless
-from realhttp import ROOT, start_service, user_of
-from wireserver import free_port
+from support.realhttp import ROOT, start_service, user_of
+from support.wireserver import free_port
 
 SERVICE = os.path.join(ROOT, "service.py")
 

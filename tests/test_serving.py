@@ -1,39 +1,10 @@
-"""The serving pieces that can be tested in this process: the batched access log,
-and the parser that refuses ambiguous framing (over a socket: test_hardening.py)."""
-
-import io
+"""The serving pieces that can be tested in this process: the parser that
+refuses ambiguous framing (over a socket: test_hardening.py)."""
 
 import pytest
 from waitress.adjustments import Adjustments
 
 import service
-
-
-def test_access_lines_are_written_together_and_in_order_at_flush():
-    stream = io.StringIO()
-    log = service.AccessLog(stream, every=3600)  # the flusher thread never fires during the test
-    for n in range(3):
-        log.write(f"line {n}\n")
-    assert stream.getvalue() == ""  # batched: nothing written per line
-    log.flush()
-    assert stream.getvalue() == "line 0\nline 1\nline 2\n"
-    log.flush()  # nothing new: nothing written
-    assert stream.getvalue() == "line 0\nline 1\nline 2\n"
-
-
-def test_access_lines_reach_the_stream_by_themselves_within_the_interval():
-    class Stream(io.StringIO):
-        def __init__(self):
-            super().__init__()
-            self.flushed = service.threading.Event()
-
-        def flush(self):
-            super().flush()
-            if self.getvalue():
-                self.flushed.set()
-    stream = Stream()
-    service.AccessLog(stream, every=0.01).write("hello\n")
-    assert stream.flushed.wait(5) and stream.getvalue() == "hello\n"
 
 
 class Listener:

@@ -5,7 +5,7 @@ inside the touch interval is one read and nothing else; a touch is one
 expiry-only write at most once per interval; login stores the new session
 before it deletes the old one. Asserted exactly, in order, on the counting
 collection (in-process, webtest), and cross-checked over the wire: the same
-requests on a MongoClient to tests/wireserver.py, counted by pymongo command
+requests on a MongoClient to tests/support/wireserver.py, counted by pymongo command
 monitoring (what the driver sent) and by the wire server's testCounters
 (what arrived). Handshake and monitoring commands are not counted.
 """
@@ -17,7 +17,7 @@ from pymongo import monitoring
 
 import service
 import sessions
-import wireserver
+from support import wireserver
 from conftest import SECRET, Clock, cookie_value
 
 pytestmark = pytest.mark.timeout(120)

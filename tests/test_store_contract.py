@@ -1,21 +1,14 @@
-"""One store contract, run against every store, so the stores cannot drift.
+"""The store contract (sessions.Store), run against every store, so they cannot drift.
 
-The stores: sessions.MongoStore over mongomock, sessions.MongoStore over the
-MongoDB wire protocol (tests/wireserver.py, a real pymongo client over TCP),
-and sessions.MemoryStore, the embedded default.  The contract:
-
-- load(sid, now) -> (session_json, expires) for a live document (expires > now), else None
-- insert(sid, session_json, expires)
-- compare_and_set(sid, previous, session_json, expires, now) -> bool: only while the
-  stored JSON is still `previous` and the document is live; never creates one
-- touch(sid, expires, now) -> bool: only a live document
-- delete(sid): a missing one is fine
-- purge(now) -> how many it deleted: exactly the expired ones
-- ping()
+Every test takes a `store` built by one of STORES; to check a store of your
+own (Redis, SQL), add a factory `make(request, clock) -> store` to STORES and
+run this file.  The stores here: MemoryStore, MongoStore over mongomock (with
+MongoDB's `hint` rule added, which mongomock lacks), and MongoStore over the
+MongoDB wire protocol (tests/support/wireserver.py: a real pymongo client over TCP).
 
 Times are epoch seconds; BSON dates keep milliseconds, so every store keeps
-them to the millisecond.  The wire parametrization has "wire" in its test id:
-`-k "not wire"` leaves the in-process stores (the fast tests).
+them to the millisecond.  The wire store's tests have "wire" in their id:
+`-k "not wire"` leaves the in-process stores (the fast set).
 """
 
 import inspect
@@ -28,27 +21,24 @@ import pymongo
 import pytest
 
 import sessions
-from conftest import T0, Clock, run_threads
-from wireserver import start_wire_server
+from conftest import T0, Clock, HintedCollection, run_threads
 
 LIVE = T0 + 600  # an expiry 10 minutes after "now"
 
 
 @pytest.fixture(scope="module")
-def wire_server():
-    server = start_wire_server(ttl_monitor=0)  # no TTL sweep: expired documents stay until purged
-    client = pymongo.MongoClient(server.url, serverSelectionTimeoutMS=5000)
+def wire_client(wire_server):
+    client = pymongo.MongoClient(wire_server.url, serverSelectionTimeoutMS=5000)
     yield client
     client.close()
-    server.stop()
 
 
 def mongomock_store(request, clock):
-    return sessions.MongoStore(mongomock.MongoClient().contract.sessions)
+    return sessions.MongoStore(HintedCollection(mongomock.MongoClient().contract.sessions))
 
 
 def wire_store(request, clock):
-    client = request.getfixturevalue("wire_server")
+    client = request.getfixturevalue("wire_client")
     return sessions.MongoStore(client.contract["c" + uuid.uuid4().hex])  # a fresh collection per test
 
 
@@ -56,14 +46,26 @@ def memory_store(request, clock):
     return sessions.MemoryStore(clock=clock)
 
 
+STORES = [memory_store, mongomock_store, wire_store]
+
+
 @pytest.fixture
 def clock():
     return Clock()
 
 
-@pytest.fixture(params=[mongomock_store, wire_store, memory_store], ids=["mongomock", "wire", "memory"])
+@pytest.fixture(params=STORES, ids=["memory", "mongomock", "wire"])
 def store(request, clock):
     return request.param(request, clock)
+
+
+def R(text, expires, **fields):
+    return sessions.Record(text, expires, **fields)
+
+
+def kept(record):
+    """What the older half of the contract is about: the text and the expiry."""
+    return None if record is None else (record.text, record.expires)
 
 
 def millis(timestamp):
@@ -74,26 +76,26 @@ def millis(timestamp):
 # --- load and insert ---
 
 def test_an_inserted_session_loads_back(store):
-    store.insert("a", '{"user":"Ann"}', LIVE)
-    assert store.load("a", T0) == ('{"user":"Ann"}', LIVE)
+    store.insert("a", R('{"user":"Ann"}', LIVE))
+    assert kept(store.load("a", T0)) == ('{"user":"Ann"}', LIVE)
 
 
 def test_an_unknown_id_loads_as_none(store):
-    store.insert("a", "{}", LIVE)
+    store.insert("a", R("{}", LIVE))
     assert store.load("b", T0) is None
 
 
 def test_the_stored_json_comes_back_exactly(store):
     text = '{"name":"Zoë 🙂","n":1.0,"nested":{"a":[1,"x",null]}}'
-    store.insert("a", text, LIVE)
+    store.insert("a", R(text, LIVE))
     assert store.load("a", T0)[0] == text
 
 
 def test_sessions_are_kept_apart(store):
-    store.insert("a", '"A"', LIVE)
-    store.insert("b", '"B"', LIVE + 1)
-    assert store.load("a", T0) == ('"A"', LIVE)
-    assert store.load("b", T0) == ('"B"', LIVE + 1)
+    store.insert("a", R('"A"', LIVE))
+    store.insert("b", R('"B"', LIVE + 1))
+    assert kept(store.load("a", T0)) == ('"A"', LIVE)
+    assert kept(store.load("b", T0)) == ('"B"', LIVE + 1)
 
 
 @pytest.mark.parametrize("now, live", [
@@ -101,84 +103,84 @@ def test_sessions_are_kept_apart(store):
     (LIVE, False),  # expires > now: at its expiry a session is gone
     (LIVE + 0.001, False), (LIVE + 3600, False)])
 def test_only_a_live_session_loads(store, now, live):
-    store.insert("a", "{}", LIVE)
+    store.insert("a", R("{}", LIVE))
     assert (store.load("a", now) is not None) is live
 
 
 def test_an_expiry_is_kept_to_the_millisecond(store):
     expires = T0 + 60.1239  # BSON keeps T0 + 60.123
-    store.insert("a", "{}", expires)
+    store.insert("a", R("{}", expires))
     assert store.load("a", T0)[1] == pytest.approx(millis(expires), abs=1e-6)
     assert store.load("a", millis(expires) - 0.001) is not None
     assert store.load("a", millis(expires)) is None
 
 
 def test_a_loaded_expiry_is_epoch_seconds(store):
-    store.insert("a", "{}", LIVE)
+    store.insert("a", R("{}", LIVE))
     assert isinstance(store.load("a", T0)[1], float)
 
 
 # --- compare-and-set ---
 
 def test_compare_and_set_writes_when_the_session_is_unchanged(store):
-    store.insert("a", '{"v":1}', LIVE)
-    assert store.compare_and_set("a", '{"v":1}', '{"v":2}', LIVE + 60, T0) is True
-    assert store.load("a", T0) == ('{"v":2}', LIVE + 60)
+    store.insert("a", R('{"v":1}', LIVE))
+    assert store.compare_and_set("a", '{"v":1}', R('{"v":2}', LIVE + 60), T0) is True
+    assert kept(store.load("a", T0)) == ('{"v":2}', LIVE + 60)
 
 
 def test_compare_and_set_refuses_when_someone_changed_it(store):
-    store.insert("a", '{"v":1}', LIVE)
-    assert store.compare_and_set("a", '{"v":0}', '{"v":2}', LIVE + 60, T0) is False
-    assert store.load("a", T0) == ('{"v":1}', LIVE)
+    store.insert("a", R('{"v":1}', LIVE))
+    assert store.compare_and_set("a", '{"v":0}', R('{"v":2}', LIVE + 60), T0) is False
+    assert kept(store.load("a", T0)) == ('{"v":1}', LIVE)
 
 
 def test_compare_and_set_never_creates_a_session(store):
-    assert store.compare_and_set("gone", '{"v":1}', '{"v":2}', LIVE, T0) is False
+    assert store.compare_and_set("gone", '{"v":1}', R('{"v":2}', LIVE), T0) is False
     assert store.load("gone", T0) is None
     assert store.purge(T0 + 10**6) == 0  # not even an expired one
 
 
 def test_compare_and_set_refuses_an_expired_session(store):
-    store.insert("a", '{"v":1}', LIVE)
-    assert store.compare_and_set("a", '{"v":1}', '{"v":2}', LIVE + 600, LIVE) is False
-    assert store.load("a", T0) == ('{"v":1}', LIVE)  # unchanged, still expiring at LIVE
+    store.insert("a", R('{"v":1}', LIVE))
+    assert store.compare_and_set("a", '{"v":1}', R('{"v":2}', LIVE + 600), LIVE) is False
+    assert kept(store.load("a", T0)) == ('{"v":1}', LIVE)  # unchanged, still expiring at LIVE
 
 
 def test_compare_and_set_chains(store):
-    store.insert("a", "1", LIVE)
-    assert store.compare_and_set("a", "1", "2", LIVE, T0)
-    assert not store.compare_and_set("a", "1", "3", LIVE, T0)  # "1" is no longer what is stored
-    assert store.compare_and_set("a", "2", "3", LIVE, T0)
-    assert store.load("a", T0) == ("3", LIVE)
+    store.insert("a", R("1", LIVE))
+    assert store.compare_and_set("a", "1", R("2", LIVE), T0)
+    assert not store.compare_and_set("a", "1", R("3", LIVE), T0)  # "1" is no longer what is stored
+    assert store.compare_and_set("a", "2", R("3", LIVE), T0)
+    assert kept(store.load("a", T0)) == ("3", LIVE)
 
 
 def test_compare_and_set_can_shorten_the_expiry(store):
-    store.insert("a", "1", LIVE)
-    assert store.compare_and_set("a", "1", "2", T0 + 10, T0)
+    store.insert("a", R("1", LIVE))
+    assert store.compare_and_set("a", "1", R("2", T0 + 10), T0)
     assert store.load("a", T0 + 10) is None
-    assert store.load("a", T0 + 9) == ("2", T0 + 10)
+    assert kept(store.load("a", T0 + 9)) == ("2", T0 + 10)
 
 
 def test_compare_and_set_leaves_other_sessions_alone(store):
-    store.insert("a", "1", LIVE)
-    store.insert("b", "1", LIVE)
-    assert store.compare_and_set("a", "1", "2", LIVE + 5, T0)
-    assert store.load("b", T0) == ("1", LIVE)
+    store.insert("a", R("1", LIVE))
+    store.insert("b", R("1", LIVE))
+    assert store.compare_and_set("a", "1", R("2", LIVE + 5), T0)
+    assert kept(store.load("b", T0)) == ("1", LIVE)
 
 
 # --- touch ---
 
 def test_touch_moves_the_expiry_of_a_live_session(store):
-    store.insert("a", '{"v":1}', LIVE)
+    store.insert("a", R('{"v":1}', LIVE))
     assert store.touch("a", LIVE + 300, T0) is True
-    assert store.load("a", LIVE + 299) == ('{"v":1}', LIVE + 300)
+    assert kept(store.load("a", LIVE + 299)) == ('{"v":1}', LIVE + 300)
 
 
 def test_touch_never_revives_an_expired_session(store):
-    store.insert("a", "{}", LIVE)
+    store.insert("a", R("{}", LIVE))
     assert store.touch("a", LIVE + 300, LIVE) is False  # at its expiry it is gone
     assert store.load("a", LIVE) is None
-    assert store.load("a", T0) == ("{}", LIVE)  # the expiry did not move
+    assert kept(store.load("a", T0)) == ("{}", LIVE)  # the expiry did not move
 
 
 def test_touch_never_creates_a_session(store):
@@ -187,36 +189,36 @@ def test_touch_never_creates_a_session(store):
 
 
 def test_touch_leaves_other_sessions_alone(store):
-    store.insert("a", "{}", LIVE)
-    store.insert("b", "{}", LIVE)
+    store.insert("a", R("{}", LIVE))
+    store.insert("b", R("{}", LIVE))
     store.touch("a", LIVE + 300, T0)
-    assert store.load("b", T0) == ("{}", LIVE)
+    assert kept(store.load("b", T0)) == ("{}", LIVE)
 
 
 # --- delete ---
 
 def test_delete_removes_the_session(store):
-    store.insert("a", "{}", LIVE)
-    store.insert("b", "{}", LIVE)
+    store.insert("a", R("{}", LIVE))
+    store.insert("b", R("{}", LIVE))
     store.delete("a")
     assert store.load("a", T0) is None
-    assert store.load("b", T0) == ("{}", LIVE)
-    assert not store.touch("a", LIVE, T0) and not store.compare_and_set("a", "{}", "{}", LIVE, T0)
+    assert kept(store.load("b", T0)) == ("{}", LIVE)
+    assert not store.touch("a", LIVE, T0) and not store.compare_and_set("a", "{}", R("{}", LIVE), T0)
 
 
 def test_deleting_a_missing_session_is_fine(store):
     store.delete("never-there")
-    store.insert("a", "{}", LIVE)
+    store.insert("a", R("{}", LIVE))
     store.delete("a")
     store.delete("a")
     assert store.load("a", T0) is None
 
 
 def test_an_id_can_be_used_again_after_delete(store):
-    store.insert("a", "1", LIVE)
+    store.insert("a", R("1", LIVE))
     store.delete("a")
-    store.insert("a", "2", LIVE + 1)
-    assert store.load("a", T0) == ("2", LIVE + 1)
+    store.insert("a", R("2", LIVE + 1))
+    assert kept(store.load("a", T0)) == ("2", LIVE + 1)
 
 
 # --- purge ---
@@ -224,7 +226,7 @@ def test_an_id_can_be_used_again_after_delete(store):
 def test_purge_deletes_exactly_the_expired_sessions(store, clock):
     clock.now = T0 - 10  # inserted while all of them were live (MemoryStore sweeps a little at each insert)
     for i, expires in enumerate([T0 - 5, T0 - 0.001, T0, T0 + 0.001, T0 + 5]):
-        store.insert(f"s{i}", str(i), expires)
+        store.insert(f"s{i}", R(str(i), expires))
     assert store.purge(T0) == 3  # expires <= now: not live, so gone
     assert [store.load(f"s{i}", T0 - 10) is not None for i in range(5)] == [False, False, False, True, True]
 
@@ -232,45 +234,45 @@ def test_purge_deletes_exactly_the_expired_sessions(store, clock):
 def test_purge_within_one_second_deletes_what_expired_and_keeps_the_rest_for_later(store, clock):
     clock.now = T0 - 10
     for sid, expires in [("a", T0 + 0.1), ("b", T0 + 0.2), ("c", T0 + 0.7)]:
-        store.insert(sid, sid, expires)
+        store.insert(sid, R(sid, expires))
     assert store.purge(T0 + 0.5) == 2
-    assert store.load("c", T0 + 0.5) == ("c", T0 + 0.7)
+    assert kept(store.load("c", T0 + 0.5)) == ("c", T0 + 0.7)
     assert store.purge(T0 + 0.8) == 1  # "c" is still known to expire, and goes when it has
     assert store.load("c", T0) is None
 
 
 def test_purge_of_nothing_expired_is_zero(store):
-    store.insert("a", "{}", LIVE)
+    store.insert("a", R("{}", LIVE))
     assert store.purge(T0) == 0
     assert store.purge(T0) == 0
     assert store.load("a", T0) is not None
 
 
 def test_purge_counts_each_session_once(store):
-    store.insert("a", "{}", T0 + 1)
+    store.insert("a", R("{}", T0 + 1))
     store.touch("a", T0 + 2, T0)  # a moved expiry is still one session
-    store.insert("b", "{}", T0 + 1)
+    store.insert("b", R("{}", T0 + 1))
     assert store.purge(T0 + 10) == 2
     assert store.purge(T0 + 10) == 0
 
 
 def test_purge_respects_a_touch(store):
-    store.insert("a", "{}", T0 + 10)
+    store.insert("a", R("{}", T0 + 10))
     store.touch("a", T0 + 100, T0)
     assert store.purge(T0 + 50) == 0
-    assert store.load("a", T0 + 50) == ("{}", T0 + 100)
+    assert kept(store.load("a", T0 + 50)) == ("{}", T0 + 100)
     assert store.purge(T0 + 101) == 1
 
 
 def test_purge_respects_a_shortening_compare_and_set(store):
-    store.insert("a", "1", T0 + 100)
-    store.compare_and_set("a", "1", "2", T0 + 10, T0)
+    store.insert("a", R("1", T0 + 100))
+    store.compare_and_set("a", "1", R("2", T0 + 10), T0)
     assert store.purge(T0 + 50) == 1
     assert store.load("a", T0) is None
 
 
 def test_purge_after_delete_is_zero(store):
-    store.insert("a", "{}", T0 + 1)
+    store.insert("a", R("{}", T0 + 1))
     store.delete("a")
     assert store.purge(T0 + 10) == 0
 
@@ -284,9 +286,9 @@ def test_ping_answers(store):
 def test_a_full_memory_store_refuses_new_sessions(clock):
     store = sessions.MemoryStore(max_sessions=3, clock=clock)
     for sid in "abc":
-        store.insert(sid, "{}", LIVE)
+        store.insert(sid, R("{}", LIVE))
     with pytest.raises(sessions.StoreFull, match="^the in-memory store holds its maximum of 3 sessions$") as caught:
-        store.insert("d", "{}", LIVE)
+        store.insert("d", R("{}", LIVE))
     assert isinstance(caught.value, sessions.StoreUnavailable)  # so HTTP says 503
     assert store.load("d", T0) is None
     assert [store.load(sid, T0) is not None for sid in "abc"] == [True, True, True]
@@ -295,29 +297,29 @@ def test_a_full_memory_store_refuses_new_sessions(clock):
 @pytest.mark.parametrize("later", [10, 10.5, 11, 3600])  # 10: "a" expires at that very moment
 def test_expired_sessions_do_not_count_against_the_cap(clock, later):
     store = sessions.MemoryStore(max_sessions=3, clock=clock)
-    store.insert("a", "{}", T0 + 10)
-    store.insert("b", "{}", LIVE + 3600)
-    store.insert("c", "{}", LIVE + 3600)
+    store.insert("a", R("{}", T0 + 10))
+    store.insert("b", R("{}", LIVE + 3600))
+    store.insert("c", R("{}", LIVE + 3600))
     clock.advance(later)  # "a" has expired, but nobody purged it yet
-    store.insert("d", "{}", LIVE + 3600)  # purged first, so there is room
+    store.insert("d", R("{}", LIVE + 3600))  # purged first, so there is room
     assert store.load("d", clock()) is not None and store.load("a", T0) is None
     with pytest.raises(sessions.StoreFull):
-        store.insert("e", "{}", LIVE + 3600)
+        store.insert("e", R("{}", LIVE + 3600))
 
 
 def test_a_deleted_session_frees_its_place_under_the_cap(clock):
     store = sessions.MemoryStore(max_sessions=2, clock=clock)
-    store.insert("a", "{}", LIVE)
-    store.insert("b", "{}", LIVE)
+    store.insert("a", R("{}", LIVE))
+    store.insert("b", R("{}", LIVE))
     store.delete("a")
-    store.insert("c", "{}", LIVE)
+    store.insert("c", R("{}", LIVE))
     assert store.load("c", T0) is not None
 
 
 def test_without_a_cap_the_memory_store_takes_many_sessions(clock):
     store = sessions.MemoryStore(clock=clock)
     for i in range(5000):
-        store.insert(str(i), "{}", LIVE)
+        store.insert(str(i), R("{}", LIVE))
     assert store.purge(LIVE + 1) == 5000
 
 
@@ -348,9 +350,9 @@ def _bytecodes_run_by_the_store(call):
 def test_purge_work_is_proportional_to_what_expired(clock):
     store = sessions.MemoryStore(clock=clock)
     for i in range(10):
-        store.insert(f"old{i}", "{}", T0 + 1 + i / 100)
+        store.insert(f"old{i}", R("{}", T0 + 1 + i / 100))
     for i in range(100_000):
-        store.insert(f"live{i}", "{}", LIVE + i % 1000)
+        store.insert(f"live{i}", R("{}", LIVE + i % 1000))
     clock.advance(60)
     purged, work_10 = _bytecodes_run_by_the_store(lambda: store.purge(clock()))
     assert purged == 10
@@ -364,8 +366,8 @@ def test_purge_work_is_proportional_to_what_expired(clock):
 
 def test_threads_inserting_at_once_all_land(clock):
     store = sessions.MemoryStore(clock=clock)
-    run_threads(lambda t: [store.insert(f"{t}-{i}", str(i), LIVE) for i in range(500)], range(8))
-    assert all(store.load(f"{t}-{i}", T0) == (str(i), LIVE) for t in range(8) for i in range(500))
+    run_threads(lambda t: [store.insert(f"{t}-{i}", R(str(i), LIVE)) for i in range(500)], range(8))
+    assert all(kept(store.load(f"{t}-{i}", T0)) == (str(i), LIVE) for t in range(8) for i in range(500))
     assert store.purge(LIVE + 1) == 8 * 500
 
 
@@ -376,7 +378,7 @@ def test_threads_at_the_cap_never_overfill_it(clock):
     def insert_many(t):
         for i in range(300):
             try:
-                store.insert(f"{t}-{i}", "{}", LIVE)
+                store.insert(f"{t}-{i}", R("{}", LIVE))
                 landed.append(1)
             except sessions.StoreFull:
                 pass
@@ -387,16 +389,16 @@ def test_threads_at_the_cap_never_overfill_it(clock):
 
 def test_exactly_one_compare_and_set_wins_each_round(clock):
     store = sessions.MemoryStore(clock=clock)
-    store.insert("a", "0", LIVE)
+    store.insert("a", R("0", LIVE))
     threads, rounds = 8, 50
     barrier = threading.Barrier(threads, timeout=30)
     wins = [[] for _ in range(rounds)]
 
     def contend(t):
         for r in range(rounds):
-            previous, _ = store.load("a", T0)  # every thread sees the same version...
+            previous = store.load("a", T0).text  # every thread sees the same version...
             barrier.wait()
-            if store.compare_and_set("a", previous, f"{r + 1}:{t}", LIVE, T0):  # ...and one wins
+            if store.compare_and_set("a", previous, R(f"{r + 1}:{t}", LIVE), T0):  # ...and one wins
                 wins[r].append(t)
             barrier.wait()  # nobody reads the next round before this one is decided
     run_threads(contend, range(threads))
@@ -407,7 +409,7 @@ def test_exactly_one_compare_and_set_wins_each_round(clock):
 def test_threads_touching_and_purging_keep_the_books_straight(clock):
     store = sessions.MemoryStore(clock=clock)
     for i in range(2000):
-        store.insert(str(i), "{}", T0 + 10)
+        store.insert(str(i), R("{}", T0 + 10))
     purged = []
 
     def work(t):

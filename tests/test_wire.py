@@ -1,7 +1,7 @@
 """The service against MongoDB's wire protocol over TCP: the seed flow,
 outages, durability, concurrency and shutdown.
 
-The database is tests/wireserver.py (mongomock behind mockupdb; not MongoDB,
+The database is tests/support/wireserver.py (mongomock behind mockupdb; not MongoDB,
 see its docstring for the gaps): `$set` of a date, compare-and-set updates and
 the TTL index behave as the driver expects, and with --data it survives a
 restart on the same port, which the outage test needs.
@@ -17,11 +17,11 @@ import time
 import pymongo
 import pytest
 
-import realhttp
+from support import realhttp
 import sessions
 from conftest import run_threads
-from realhttp import user_of
-from wireserver import start_wire_server
+from support.realhttp import user_of
+from support.wireserver import start_wire_server
 
 pytestmark = pytest.mark.timeout(120)
 SECRET = "wire-secret"
@@ -58,7 +58,7 @@ def test_the_seed_flow_stores_connect_mongos_document(service, db):
     user = user_of(service)
     assert user.post("/", {"name": "Alice"}).json() == {"name": "Alice"}
     [doc] = db.find()
-    assert list(doc) == ["_id", "expires", "session"]
+    assert list(doc) == ["_id", "expires", "session", "createdAt", "lastModified"]
     assert isinstance(doc["expires"], datetime.datetime) and isinstance(doc["session"], str)
     data = json.loads(doc["session"])
     assert data["user"] == {"name": "Alice", "isLoggedIn": True}

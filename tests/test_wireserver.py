@@ -1,4 +1,4 @@
-"""Tests for the MongoDB stand-in in tests/wireserver.py.
+"""Tests for the MongoDB stand-in in tests/support/wireserver.py.
 
 Each test starts a real server process and talks to it with pymongo over TCP,
 the way the session store will; fixtures stop every process by its PID.
@@ -13,7 +13,7 @@ import pytest
 from pymongo import WriteConcern
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
-import wireserver
+from support import wireserver
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -19,8 +19,8 @@ import ssl
 import subprocess
 import time
 
-from child import Child
-from realhttp import ROOT, Client
+from .child import Child
+from .realhttp import ROOT, Client
 
 NGINX = "/usr/sbin/nginx"
 CONF = os.path.join(ROOT, "deploy", "nginx.conf")

@@ -7,7 +7,7 @@ document into calls on a mongomock ``MongoClient`` and answers in MongoDB's
 shape. pymongo 4.20 and the node driver 7.9 (connect-mongo 6) see a standalone
 mongod of wire version 21 (MongoDB 7.0).
 
-    python tests/wireserver.py --port PORT [--data FILE] [--ttl-monitor SECONDS]
+    python -m tests.support.wireserver --port PORT [--data FILE] [--ttl-monitor SECONDS]
 
 It prints ``READY <port>`` (``--port 0``: any free port); SIGTERM or SIGINT
 stops it. ``--data FILE``: after every write the whole server is written to
@@ -62,7 +62,7 @@ import mongomock
 from bson.int64 import Int64
 from mockupdb import MockupDB, OpMsg
 
-from child import Child
+from .child import Child
 
 MAX_WIRE_VERSION = 21  # MongoDB 7.0; pymongo 4.20 and node driver 7.9 need >= 9
 DEFAULT_TTL_MONITOR = 60.0  # seconds, mongod's ttlMonitorSleepSecs
@@ -72,7 +72,7 @@ FAULT_MODES = ("off", "hang", "drop")
 HELLO_NAMES = {"hello", "isMaster", "ismaster"}
 # Not counted by testCounters: what drivers send on their own, whatever the app does.
 UNCOUNTED = {*HELLO_NAMES, "ping", "endSessions", "testFault", "testCounters"}
-HERE = os.path.abspath(__file__)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def utcnow():
@@ -379,12 +379,13 @@ def send_command(port, command, db="admin", timeout=5.0):
 
 
 class ServerProcess(Child):
-    """``tests/wireserver.py`` as a Child (ready at ``READY <port>``), with its url and the two test commands."""
+    """``tests/support/wireserver.py`` as a Child (ready at ``READY <port>``), with its url and the two test commands."""
 
     def __init__(self, port=0, data=None, ttl_monitor=DEFAULT_TTL_MONITOR, timeout=15.0):
-        argv = [sys.executable, HERE, "--port", str(port or 0), "--ttl-monitor", str(ttl_monitor)]
+        argv = [sys.executable, "-m", "tests.support.wireserver", "--port", str(port or 0),
+                "--ttl-monitor", str(ttl_monitor)]
         super().__init__(argv + (["--data", os.fspath(data)] if data is not None else []),
-                         ready=r"^READY (\d+)$", timeout=timeout)
+                         ready=r"^READY (\d+)$", timeout=timeout, cwd=ROOT)
         self.url = f"mongodb://127.0.0.1:{self.port}/"
 
     def command(self, command, timeout=5.0):

@@ -6,9 +6,9 @@ import json
 import os
 import sys
 
-from child import Child
+from .child import Child
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LISTENING = r"listening on http://\S+:(\d+) "  # the service's startup line; the group is the port
 
 

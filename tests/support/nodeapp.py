@@ -17,9 +17,9 @@ import os
 import shutil
 import subprocess
 
-from child import Child
+from .child import Child
 
-INTEROP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interop")
+INTEROP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "interop")
 APP_FILES = ("package.json", "package-lock.json", "app.js")
 NPM_CI_TIMEOUT = 300  # seconds; a cold `npm ci` of ~90 packages takes ~10 s
 
