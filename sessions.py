@@ -477,7 +477,8 @@ class MongoStore:
     indexes are made at once (idempotent), unless `ensure_indexes=False`."""
 
     def __init__(self, collection, *, driver_error=Exception, ensure_indexes=True):
-        missing = [name for name in COLLECTION_METHODS if not callable(getattr(collection, name, None))]
+        # Looked up on the type: a pymongo Database answers any attribute with a collection of that name.
+        missing = [name for name in COLLECTION_METHODS if not callable(getattr(type(collection), name, None))]
         if missing:
             raise TypeError(f"MongoStore needs a pymongo Collection (it has no {', '.join(missing)}); "
                             f"got {type(collection).__name__}")

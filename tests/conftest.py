@@ -1,11 +1,8 @@
-"""Shared fixtures: a clock to step, a store that counts what it is asked, apps."""
+"""Shared fixtures: a clock to step, a store that counts what it is asked, apps, one wire server.
 
-import os
-import threading
-import time
+The helpers behind them are in tests/support/."""
 
 import mongomock
-import pymongo.errors
 import pytest
 import webtest
 from hypothesis import HealthCheck, settings
@@ -16,87 +13,8 @@ settings.load_profile("steady")
 
 import service
 import sessions
-
-SECRET = "test-secret"
-T0 = 4_102_444_800.0  # 2100-01-01T00:00:00Z: a fixed "now", later than any real one (cookie jars use real time)
-
-
-class Clock:
-    """Time as a parameter: tests step it instead of sleeping."""
-
-    def __init__(self, now=T0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
-class CountingCollection:
-    """A collection that records every call made to it, by method name."""
-
-    def __init__(self, collection):
-        self.collection, self.calls = collection, []
-
-    @property
-    def database(self):
-        return self.collection.database
-
-    def __getattr__(self, name):
-        method = getattr(self.collection, name)
-
-        def counted(*args, **kwargs):
-            self.calls.append(name)
-            return method(*args, **kwargs)
-        return counted
-
-    def reads(self):
-        return sum(name.startswith("find") for name in self.calls)
-
-    def writes(self):
-        return sum(name.startswith(("insert", "update", "replace")) for name in self.calls)
-
-    def deletes(self):
-        return sum(name.startswith("delete") for name in self.calls)
-
-
-class HintedCollection:
-    """A mongomock collection that takes `hint` as MongoDB documents it: the query
-    must use the named index, which must exist (mongomock has no `hint`)."""
-
-    def __init__(self, collection):
-        self.collection = collection
-
-    @property
-    def database(self):
-        return self.collection.database
-
-    def __getattr__(self, name):
-        method = getattr(self.collection, name)
-
-        def hinted(*args, hint=None, **kwargs):
-            if hint is not None:
-                keys = [list(index["key"]) for index in self.collection.index_information().values()]
-                if [tuple(pair) for pair in hint] not in [[tuple(pair) for pair in key] for key in keys]:
-                    raise pymongo.errors.OperationFailure("hint provided does not correspond to an existing "
-                                                          "index", code=2)
-            return method(*args, **kwargs)
-        return hinted
-
-
-class DownCollection:
-    """A store that is down: every operation fails as pymongo does when no server answers."""
-
-    class _Database:
-        def command(self, *args, **kwargs):
-            raise pymongo.errors.ServerSelectionTimeoutError("127.0.0.1:9: [Errno 111] Connection refused")
-
-    database = _Database()
-
-    def __getattr__(self, name):
-        return self.database.command
+from support.basics import SECRET, Clock
+from support.mongo import CountingCollection
 
 
 @pytest.fixture
@@ -152,29 +70,3 @@ def make_client(make_interface):
 @pytest.fixture
 def client(make_client):
     return make_client()
-
-
-def cookie_value(set_cookie):
-    """'name=value; Path=/; ...' -> 'name=value', the part a browser sends back."""
-    return set_cookie.split(";")[0]
-
-
-def skip_unless(reason):
-    """Skip when a tool is missing (reason is not None) - except under CI,
-    which installs every tool, so there a missing one is a failure."""
-    if reason is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must provide this: {reason}")
-    pytest.skip(reason)
-
-
-def run_threads(target, arguments, timeout=60):
-    """Run target(argument) in one thread per argument and wait for all (bounded)."""
-    threads = [threading.Thread(target=target, args=(a,)) for a in arguments]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + timeout
-    for t in threads:
-        t.join(max(0, deadline - time.monotonic()))
-    assert not any(t.is_alive() for t in threads), "threads still running after the timeout"

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from support import proxy
-from conftest import skip_unless
+from support.basics import skip_unless
 from support.realhttp import Client, start_service
 from support.wireserver import free_port
 

@@ -5,7 +5,7 @@ import pytest
 
 import service
 import sessions
-from conftest import run_threads
+from support.basics import run_threads
 
 
 def test_defaults():
@@ -224,3 +224,21 @@ def test_with_one_thread_one_store_slot():
         assert [slot_taken(store) for _ in range(2)] == [True, False]
     finally:
         store.store.collection.database.client.close()
+
+
+@pytest.mark.parametrize("value, samesite", [("lax", "lax"), ("Strict", "strict"), ("none", "none")])
+def test_session_samesite_sets_the_cookies_samesite(value, samesite):
+    env = {"SESSION_SAMESITE": value, "COOKIE_SECURE": "true"}  # none needs Secure
+    assert service.settings_from_env(env).options.cookie_samesite == samesite
+
+
+def test_session_samesite_none_without_secure_names_the_variable():
+    with pytest.raises(service.ConfigError, match="^SESSION_SAMESITE: cookie_samesite must be 'none' only"):
+        service.settings_from_env({"SESSION_SAMESITE": "none"})
+    with pytest.raises(service.ConfigError, match="^SESSION_SAMESITE must be one of lax, strict, none"):
+        service.settings_from_env({"SESSION_SAMESITE": "sometimes"})
+
+
+@pytest.mark.parametrize("value, browser", [("1", True), ("0", False), ("", False)])
+def test_session_browser_cookie_turns_on_browser_session_cookies(value, browser):
+    assert service.settings_from_env({"SESSION_BROWSER_COOKIE": value}).options.browser_session_cookie is browser

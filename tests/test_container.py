@@ -41,7 +41,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from support.child import Child
-from conftest import skip_unless
+from support.basics import skip_unless
 from support.realhttp import LISTENING, Client
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

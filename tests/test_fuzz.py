@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import webtest
 
 import sessions
-from conftest import SECRET
+from support.basics import SECRET
 
 ROUTES = [("GET", "/"), ("POST", "/"), ("POST", "/logout"), ("GET", "/name"), ("GET", "/healthz"), ("GET", "/readyz")]
 HEADERS = {"Origin": "HTTP_ORIGIN", "Sec-Fetch-Site": "HTTP_SEC_FETCH_SITE", "Accept": "HTTP_ACCEPT",

@@ -7,7 +7,7 @@ from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
 
 import service
 import sessions
-from conftest import Clock, run_threads
+from support.basics import Clock, run_threads
 
 
 class ScriptedStore:

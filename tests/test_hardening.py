@@ -23,7 +23,7 @@ import time
 import pytest
 
 import sessions
-from conftest import skip_unless
+from support.basics import skip_unless
 from support.realhttp import ROOT, Client, start_service
 from support.wireserver import start_wire_server
 
@@ -70,6 +70,8 @@ def login(client, name="Ann"):
     (None, "https", False),  # anyone may send the header: believe it only from a trusted proxy
     ("0", "https", False),
     ("10.9.9.9", "https", False),  # a proxy is named, and our peer is not it
+    ("1", "https, http", True),  # chained proxies: the first is what the client used, as express reads it
+    ("1", "http, https", False),
 ])
 def test_a_trusted_proxys_https_gives_a_secure_cookie(trust_proxy, forwarded, secure):
     env = {"COOKIE_SECURE": "auto", **({"TRUST_PROXY": trust_proxy} if trust_proxy is not None else {})}

@@ -26,7 +26,7 @@ import pymongo
 import pytest
 
 import sessions
-from conftest import skip_unless
+from support.basics import skip_unless
 from support.nodeapp import install_node_app, node_available, start_node_app
 from support.realhttp import start_service, user_of
 from support.wireserver import start_wire_server
@@ -443,3 +443,87 @@ def test_a_logout_through_python_deletes_the_document_the_cookie_names(node, pyt
     assert user_of(python).post("/logout", headers=sent).status == 200
     assert collection.find_one({"_id": sid}) is None
     assert user_of(node).get("/name", headers=sent).status == 404
+
+
+
+# --- 6. Per-session lifetimes and cookie attributes mean the same on both sides ---
+
+DAYS_30 = 30 * 24 * 3600
+
+
+@pytest.fixture(scope="module")
+def python_browser_session(wire):
+    """SESSION_BROWSER_COOKIE=1: cookies without Expires, the store's idle timeout still kept."""
+    yield from python_service({**shared_env(wire), "SESSION_BROWSER_COOKIE": "1"})
+
+
+@pytest.fixture(scope="module")
+def python_strict(wire):
+    yield from python_service({**shared_env(wire), "SESSION_SAMESITE": "strict"})
+
+
+def set_cookie_of(response):
+    [header] = [v for v in response.set_cookies() if v.startswith(COOKIE + "=")]
+    return header
+
+
+def test_a_python_remember_me_session_keeps_its_lifetime_in_node(node, python, library, collection):
+    # 1. A Python route gives the session 30 days ("remember me").
+    bea = log_in(python, "Bea")
+    session = library.open_session(cookie_header(bea))
+    session.max_age = DAYS_30
+    library.save_session(session)
+    data = stored_data_any(collection.find_one({"_id": session.id}))
+    assert data["cookie"]["originalMaxAge"] == DAYS_30 * 1000
+    # 2. Node reads originalMaxAge: when it rewrites the session, its cookie and the document say 30 days.
+    node_bea = carry(bea, user_of(node))
+    answer = node_bea.post("/extra", {"theme": "dark"})
+    assert answer.status == 200, answer.body
+    assert f"Max-Age={DAYS_30}" in set_cookie_of(answer) or "Expires=" in set_cookie_of(answer)
+    shown = node_bea.get("/session").json()
+    assert shown["cookie"]["originalMaxAge"] == DAYS_30 * 1000
+    expires = collection.find_one({"_id": session.id})["expires"]
+    assert expires > datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(days=29)
+
+
+def test_a_node_remember_me_session_keeps_its_lifetime_in_python(node, python_touching):
+    # Node's route sets req.session.cookie.maxAge to 30 days; Python's touch re-sends a 30-day cookie.
+    ada = log_in(node, "Ada")
+    assert ada.post("/remember", {"maxAge": DAYS_30 * 1000}).status == 200
+    answer = carry(ada, user_of(python_touching)).get("/name")
+    assert (answer.status, answer.json()) == (200, {"name": "Ada"})
+    assert abs(int(re.search(r"Max-Age=(\d+)", set_cookie_of(answer)).group(1)) - DAYS_30) < 5
+
+
+def test_a_python_browser_session_is_one_in_node_too(node, python_browser_session, collection):
+    bea = log_in(python_browser_session, "Bea")
+    doc = collection.find_one({"_id": session_id(bea)})
+    data = json.loads(doc["session"])
+    assert data["cookie"]["originalMaxAge"] is None and data["cookie"]["expires"] is None  # express's shape
+    node_bea = carry(bea, user_of(node))
+    answer = node_bea.post("/extra", {"theme": "dark"})
+    assert answer.status == 200  # Node sends no expiring cookie either (for a browser session, none at all)
+    assert all("Expires=" not in header for header in answer.set_cookies())
+    assert node_bea.get("/session").json()["cookie"]["originalMaxAge"] is None
+    assert carry(node_bea, bea).get("/name").json() == {"name": "Bea"}  # and Python still serves it
+
+
+def test_a_node_browser_session_is_one_in_python_too(node, python_touching):
+    ada = log_in(node, "Ada")
+    assert ada.post("/remember", {"maxAge": None}).status == 200
+    answer = carry(ada, user_of(python_touching)).get("/name")
+    assert answer.status == 200
+    assert "Expires=" not in "".join(answer.set_cookies())  # a touch re-sends no expiring cookie
+
+
+def test_samesite_strict_from_python_is_kept_by_node(node, python_strict, collection):
+    bea = log_in(python_strict, "Bea")
+    assert json.loads(collection.find_one({"_id": session_id(bea)})["session"])["cookie"]["sameSite"] == "strict"
+    answer = carry(bea, user_of(node)).post("/extra", {"theme": "dark"})
+    assert answer.status == 200 and "SameSite=Strict" in set_cookie_of(answer)
+
+
+def stored_data_any(doc):
+    """The parsed session of a document, whatever its lifetime."""
+    assert doc is not None, "no session document"
+    return json.loads(doc["session"])

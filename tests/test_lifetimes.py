@@ -5,7 +5,7 @@ import email.utils
 import pytest
 
 import sessions
-from conftest import T0, cookie_value
+from support.basics import T0, cookie_value
 
 MAX_AGE, ABSOLUTE, TOUCH = 600, 3600, 60  # seconds
 

@@ -16,6 +16,12 @@ BAD = [
     ({"secrets": (1,)}, "secrets"),
     ({"cookie_name": "bad name"}, "cookie_name"),
     ({"cookie_name": "a;b"}, "cookie_name"),
+    ({"cookie_name": "sid\n"}, "cookie_name"),  # a trailing newline would end the Set-Cookie header
+    ({"cookie_samesite": "Lax"}, "cookie_samesite"),  # the lower-case names, as express-session stores them
+    ({"cookie_samesite": True}, "cookie_samesite"),
+    ({"cookie_samesite": "none"}, "cookie_samesite"),  # needs cookie_secure=True
+    ({"browser_session_cookie": "yes"}, "browser_session_cookie"),
+    ({"id_at_rest": "md5"}, "id_at_rest"),
     ({"cookie_path": "relative"}, "cookie_path"),
     ({"cookie_path": "/a\r\nSet-Cookie: x=1"}, "cookie_path"),  # header injection
     ({"cookie_path": "/a;b"}, "cookie_path"),
@@ -153,3 +159,8 @@ def test_values_just_past_each_rule_are_refused(options, name):
 
 def test_secrets_keep_their_order():
     assert make(secrets=["new", "old"]).secrets == ("new", "old")
+
+
+def test_the_new_options_default_to_expresss_defaults_or_safer():
+    options = make()
+    assert (options.cookie_samesite, options.browser_session_cookie, options.id_at_rest) == ("lax", False, "plain")

@@ -3,7 +3,7 @@
 import pytest
 
 import sessions
-from conftest import cookie_value
+from support.basics import cookie_value
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 

@@ -13,7 +13,7 @@ import urllib.parse
 import pytest
 
 from support.child import Child
-from conftest import skip_unless
+from support.basics import skip_unless
 from support.realhttp import ROOT, start_service, user_of
 from support.wireserver import free_port
 

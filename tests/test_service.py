@@ -7,7 +7,8 @@ import pytest
 
 import service
 import sessions
-from conftest import SECRET, T0, DownCollection, cookie_value
+from support.basics import SECRET, T0, Ticks, cookie_value
+from support.mongo import DownCollection, Wrapped
 
 
 def login(client, name="Alice", **kwargs):
@@ -411,11 +412,12 @@ STORE_ERRORS = {
 }
 
 
-class FailingCollection:
+class FailingCollection(Wrapped):
     """A working mongomock collection, except that the named operations raise `error`."""
 
     def __init__(self, collection, prefixes, error):
-        self.collection, self.prefixes, self.error = collection, prefixes, error
+        super().__init__(collection)
+        self.prefixes, self.error = prefixes, error
 
     @property
     def database(self):
@@ -428,12 +430,10 @@ class FailingCollection:
                 return outer.collection.database.command(*args, **kwargs)
         return Database()
 
-    def __getattr__(self, name):
+    def call(self, name, *args, **kwargs):
         if name.startswith(self.prefixes):
-            def fail(*args, **kwargs):
-                raise self.error()
-            return fail
-        return getattr(self.collection, name)
+            raise self.error()
+        return super().call(name, *args, **kwargs)
 
 
 def _read_name(client, cookie, clock):
@@ -603,16 +603,6 @@ def test_an_unexpected_error_is_logged_by_its_kind(make_client, monkeypatch, cap
 
 
 # --- what every response gets: nosniff and the access line ---
-
-class Ticks:
-    """A clock that answers the given times in turn."""
-
-    def __init__(self, *times):
-        self.times = list(times)
-
-    def __call__(self):
-        return self.times.pop(0)
-
 
 @pytest.fixture
 def utc(monkeypatch):
@@ -811,3 +801,9 @@ def test_after_the_breaker_closes_requests_run_side_by_side_again(clock):
     finally:
         release.set()
         slow.join(10)
+
+
+@pytest.mark.parametrize("content_type", ["Application/JSON", "APPLICATION/JSON; charset=UTF-8"])
+def test_media_types_are_case_insensitive(client, content_type):
+    # RFC 9110 section 8.3.1: the type and subtype are case-insensitive.
+    assert client.post("/", '{"name": "A"}', content_type=content_type).json == {"name": "A"}

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import sessions
-from conftest import SECRET, T0, cookie_value
+from support.basics import SECRET, T0, cookie_value
 
 
 def stored(mongo):

@@ -10,7 +10,7 @@ import urllib.parse
 import pytest
 
 import sessions
-from conftest import SECRET, cookie_value as cookie_of
+from support.basics import SECRET, cookie_value as cookie_of
 
 # Computed independently with Node's crypto, as cookie-signature does:
 # val + '.' + createHmac('sha256', secret).update(val).digest('base64').replace(/=+$/, '')

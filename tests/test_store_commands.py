@@ -18,7 +18,7 @@ from pymongo import monitoring
 import service
 import sessions
 from support import wireserver
-from conftest import SECRET, Clock, cookie_value
+from support.basics import SECRET, Clock, cookie_value
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -21,7 +21,8 @@ import pymongo
 import pytest
 
 import sessions
-from conftest import T0, Clock, HintedCollection, run_threads
+from support.basics import T0, Clock, run_threads
+from support.mongo import HintedCollection
 
 LIVE = T0 + 600  # an expiry 10 minutes after "now"
 
@@ -424,3 +425,139 @@ def test_threads_touching_and_purging_keep_the_books_straight(clock):
     # Whatever the interleaving, every session was purged once or touched in time, never both.
     assert sum(purged) + survivors == 2000
     assert store.purge(T0 + 30) == survivors
+
+
+# --- what a store keeps beside the text: owner, start, last extension, client ---
+
+def test_a_record_keeps_every_field(store):
+    store.insert("a", R("{}", LIVE, owner="ann", created=T0 - 5, extended=T0 - 5, client="Firefox"))
+    record = store.load("a", T0)
+    assert (record.owner, record.client) == ("ann", "Firefox")
+    assert record.created == pytest.approx(T0 - 5) and record.extended == pytest.approx(T0 - 5)
+
+
+def test_compare_and_set_writes_the_owner_and_keeps_the_start_and_client(store):
+    store.insert("a", R("1", LIVE, created=T0 - 5, client="Firefox"))
+    assert store.compare_and_set("a", "1", R("2", LIVE, owner="ann"), T0)
+    record = store.load("a", T0)
+    assert (record.text, record.owner, record.client) == ("2", "ann", "Firefox")
+    assert record.created == pytest.approx(T0 - 5) and record.extended == pytest.approx(T0)
+    assert store.compare_and_set("a", "2", R("3", LIVE), T0)  # owner None: the session has none any more
+    assert store.load("a", T0).owner is None and store.owned("ann", T0) == []
+
+
+def test_touch_records_when_the_expiry_moved(store):
+    store.insert("a", R("{}", LIVE, created=T0 - 5, extended=T0 - 5))
+    assert store.touch("a", LIVE + 60, T0)
+    assert store.load("a", T0).extended == pytest.approx(T0)
+
+
+def test_insert_replacing_deletes_the_session_it_replaces(store):
+    store.insert("old", R("1", LIVE))
+    store.insert("new", R("2", LIVE), replacing="old")
+    assert store.load("old", T0) is None and kept(store.load("new", T0)) == ("2", LIVE)
+
+
+# --- an owner's sessions ---
+
+def test_owned_lists_exactly_the_live_sessions_of_one_owner(store):
+    store.insert("a1", R("1", LIVE, owner="ann"))
+    store.insert("a2", R("2", LIVE + 1, owner="ann"))
+    store.insert("a3", R("3", T0 - 1, owner="ann"))  # expired
+    store.insert("b1", R("4", LIVE, owner="bob"))
+    store.insert("n1", R("5", LIVE))  # nobody's
+    assert sorted(key for key, _ in store.owned("ann", T0)) == ["a1", "a2"]
+    assert [record.text for _, record in store.owned("bob", T0)] == ["4"]
+    assert store.owned("carol", T0) == []
+
+
+def test_delete_owned_ends_every_session_of_the_owner_but_one(store):
+    for key in ("a1", "a2", "a3"):
+        store.insert(key, R("{}", LIVE, owner="ann"))
+    store.insert("b1", R("{}", LIVE, owner="bob"))
+    assert store.delete_owned("ann", keep="a2") == 2
+    assert [key for key, _ in store.owned("ann", T0)] == ["a2"]
+    assert store.delete_owned("ann") == 1 and store.owned("ann", T0) == []
+    assert store.load("b1", T0) is not None  # nobody else's
+    assert store.delete_owned("nobody") == 0
+
+
+def test_the_owner_index_follows_every_change(store):
+    store.insert("a", R("1", LIVE, owner="ann"))
+    store.compare_and_set("a", "1", R("2", LIVE, owner="bob"), T0)  # handed over
+    assert store.owned("ann", T0) == [] and [key for key, _ in store.owned("bob", T0)] == ["a"]
+    store.touch("a", LIVE + 60, T0)
+    assert [key for key, _ in store.owned("bob", T0)] == ["a"]
+    store.insert("b", R("3", LIVE, owner="bob"), replacing="a")  # a login that replaces it
+    assert [key for key, _ in store.owned("bob", T0)] == ["b"]
+    store.delete("b")
+    assert store.owned("bob", T0) == []
+
+
+def test_an_expired_or_purged_session_leaves_its_owners_list(store):
+    store.insert("a", R("{}", T0 + 1, owner="ann"))
+    store.insert("b", R("{}", LIVE, owner="ann"))
+    assert [key for key, _ in store.owned("ann", T0 + 1)] == ["b"]  # expired: not listed
+    assert store.purge(T0 + 1) == 1
+    assert [key for key, _ in store.owned("ann", T0 + 1)] == ["b"]
+
+
+# --- MongoStore only: its indexes, and what it refuses ---
+
+def mongo_stores(request):
+    return [lambda **kw: sessions.MongoStore(HintedCollection(mongomock.MongoClient().db.c), **kw),
+            lambda **kw: sessions.MongoStore(request.getfixturevalue("wire_client").db["c" + uuid.uuid4().hex],
+                                             **kw)]
+
+
+@pytest.mark.parametrize("kind", ["mongomock", "wire"])
+def test_mongo_store_makes_its_ttl_and_owner_indexes_once(request, kind):
+    make = mongo_stores(request)[kind == "wire"]
+    store = make()
+    collection = store.collection
+    make_again = sessions.MongoStore(collection)  # a second instance, a restart: idempotent
+    indexes = {tuple(index["key"].items()): index for index in collection.list_indexes()}
+    assert indexes[(("expires", 1),)]["expireAfterSeconds"] == 0  # connect-mongo's autoRemove: 'native'
+    assert (("owner", 1), ("expires", 1)) in indexes
+    assert len(indexes) == 3 and make_again.collection is collection  # _id, expires, owner
+
+
+def test_mongo_store_can_leave_the_indexes_to_you():
+    collection = mongomock.MongoClient().db.c
+    sessions.MongoStore(collection, ensure_indexes=False)
+    assert all(dict(index["key"]) == {"_id": 1} for index in collection.list_indexes())
+
+
+@pytest.mark.parametrize("not_a_collection", [None, "sessions", {}, mongomock.MongoClient().db])
+def test_mongo_store_refuses_what_is_not_a_collection_at_once(not_a_collection):
+    with pytest.raises(TypeError, match="^MongoStore needs a pymongo Collection"):
+        sessions.MongoStore(not_a_collection)
+
+
+def test_a_driver_error_becomes_store_unavailable_naming_only_its_type():
+    from support.mongo import DownCollection
+    store = sessions.MongoStore(DownCollection(), ensure_indexes=False)
+    with pytest.raises(sessions.StoreUnavailable, match="^ServerSelectionTimeoutError$") as caught:
+        store.load("a", T0)
+    assert isinstance(caught.value.__cause__, pymongo.errors.ServerSelectionTimeoutError)
+
+
+# --- MemoryStore only: what len() counts ---
+
+def test_len_counts_only_live_sessions(clock):
+    store = sessions.MemoryStore(clock=clock)
+    store.insert("a", R("{}", T0 + 10))
+    store.insert("b", R("{}", LIVE))
+    assert len(store) == 2
+    clock.advance(10)
+    assert len(store) == 1  # "a" expired, though nobody purged it yet
+
+
+def test_a_full_memory_store_still_takes_a_login_that_replaces_a_live_session(clock):
+    store = sessions.MemoryStore(max_sessions=2, clock=clock)
+    store.insert("a", R("{}", LIVE))
+    store.insert("b", R("{}", LIVE))
+    with pytest.raises(sessions.StoreFull):
+        store.insert("stranger", R("{}", LIVE))
+    store.insert("a2", R("{}", LIVE), replacing="a")  # a re-login: its old session makes room
+    assert store.load("a", T0) is None and store.load("a2", T0) is not None and len(store) == 2

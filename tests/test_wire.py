@@ -19,7 +19,7 @@ import pytest
 
 from support import realhttp
 import sessions
-from conftest import run_threads
+from support.basics import run_threads
 from support.realhttp import user_of
 from support.wireserver import start_wire_server
 

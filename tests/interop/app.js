@@ -184,6 +184,21 @@ function makeApp(config, store) {
     });
   });
 
+  // Test route: give this one session its own lifetime, as a "remember me" box
+  // does (milliseconds; null: a browser-session cookie), and store it.
+  app.post('/remember', (req, res, next) => {
+    const ms = req.body && req.body.maxAge;
+    if (!(ms === null || (Number.isInteger(ms) && ms > 0))) {
+      res.status(400).json({ error: 'body must be {"maxAge": <positive milliseconds> | null}' });
+      return;
+    }
+    req.session.cookie.maxAge = ms;
+    req.session.save((err) => {
+      if (err) return next(err);
+      res.status(200).json({ maxAge: ms });
+    });
+  });
+
   // Test route: the session exactly as express-session holds it, cookie
   // included (cookie.expires as an ISO string, as it is stored).
   app.get('/session', (req, res) => {

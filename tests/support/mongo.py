@@ -1,0 +1,85 @@
+"""Collections that stand in for MongoDB in the fast tests (the wire server is the real protocol).
+
+Each wraps a mongomock collection and defines MongoStore's methods on its class,
+where MongoStore looks for them (sessions.COLLECTION_METHODS)."""
+
+import pymongo.errors
+
+import sessions
+
+
+class Wrapped:
+    """A collection whose every call goes through call(name, ...)."""
+
+    def __init__(self, collection):
+        self.collection = collection
+
+    @property
+    def database(self):
+        return self.collection.database
+
+    def call(self, name, *args, **kwargs):
+        return getattr(self.collection, name)(*args, **kwargs)
+
+    def __getattr__(self, name):  # anything else a test asks for, unwrapped
+        return getattr(self.collection, name)
+
+
+def _through_call(name):
+    return lambda self, *args, **kwargs: self.call(name, *args, **kwargs)
+
+
+for _name in sessions.COLLECTION_METHODS:
+    setattr(Wrapped, _name, _through_call(_name))
+
+
+class CountingCollection(Wrapped):
+    """A collection that records every call made to it, by method name."""
+
+    def __init__(self, collection):
+        super().__init__(collection)
+        self.calls = []
+
+    def call(self, name, *args, **kwargs):
+        self.calls.append(name)
+        return super().call(name, *args, **kwargs)
+
+    def reads(self):
+        return sum(name.startswith("find") for name in self.calls)
+
+    def writes(self):
+        return sum(name.startswith(("insert", "update", "replace")) for name in self.calls)
+
+    def deletes(self):
+        return sum(name.startswith("delete") for name in self.calls)
+
+
+class HintedCollection(Wrapped):
+    """A collection that takes `hint` as MongoDB documents it: the named index must
+    exist, else the query fails (mongomock has no `hint`)."""
+
+    def call(self, name, *args, hint=None, **kwargs):
+        if hint is not None:
+            keys = [index["key"] for index in self.collection.index_information().values()]
+            if [tuple(pair) for pair in hint] not in [[tuple(pair) for pair in key] for key in keys]:
+                raise pymongo.errors.OperationFailure(
+                    "hint provided does not correspond to an existing index", code=2)
+        return super().call(name, *args, **kwargs)
+
+
+class DownCollection(Wrapped):
+    """A store that is down: every operation fails as pymongo does when no server answers."""
+
+    class _Database:
+        def command(self, *args, **kwargs):
+            raise pymongo.errors.ServerSelectionTimeoutError("127.0.0.1:9: [Errno 111] Connection refused")
+
+    def __init__(self):
+        super().__init__(None)
+
+    @property
+    def database(self):
+        return self._Database()
+
+    def call(self, name, *args, **kwargs):
+        return self.database.command()
