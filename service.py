@@ -93,7 +93,7 @@ class SessionPlugin:
         with store_errors():
             return self.interface.open_session(
                 environ.get("HTTP_COOKIE"), https=is_https(environ), client=environ.get("HTTP_USER_AGENT"),
-                path=environ.get("SCRIPT_NAME", "") + environ.get("bottle.raw_path", environ.get("PATH_INFO", "")))
+                path=request_path(environ))
 
     def finish(self, session, answer):
         """Save the session unless the answer is an error, and put the headers on that answer."""
@@ -196,6 +196,12 @@ def json_error(error):
 
 
 # --- Request helpers ---
+
+
+def request_path(environ):
+    """The path as the browser sent it (a mounted app's prefix included): what a cookie's Path is matched to."""
+    path = environ.get("SCRIPT_NAME", "") + environ.get("bottle.raw_path", environ.get("PATH_INFO", ""))
+    return path or "/"  # an empty path is the root, as Bottle routes it
 
 
 def is_https(environ):

@@ -893,10 +893,7 @@ class SessionInterface:
         secure = self._secure(session)
         if session.is_new:
             session.started = now
-            lifetime = self.options.absolute_timeout
-            if session.max_age is not None and session.max_age > self.options.max_age:
-                lifetime = max(lifetime, session.max_age)  # "remember me": not cut by the absolute timeout
-            session.absolute_expires = now + lifetime
+            session.absolute_expires = self._absolute_deadline(session, now)
             session.expires = self._extended_expiry(session, now)
             session.stored = self._serialise(session, secure)
             record = Record(session.stored, session.expires, session.owner, now, now,
@@ -907,6 +904,14 @@ class SessionInterface:
             session.is_new = False
         else:
             self._replace(session, now, secure)
+
+    def _absolute_deadline(self, session, started):
+        """The absolute timeout after the start; "remember me" (a longer max_age than the
+        service's) is not cut by it: the session may then live as long as its own max_age."""
+        lifetime = self.options.absolute_timeout
+        if session.max_age is not None and session.max_age > self.options.max_age:
+            lifetime = max(lifetime, session.max_age)
+        return started + lifetime
 
     def _extended_expiry(self, session, now):
         idle = self.options.max_age if session.max_age is None else session.max_age
@@ -920,8 +925,11 @@ class SessionInterface:
         version, and try again (bounded)."""
         changed = session.changed_keys()
         ours = {key: session[key] for key in changed if key in session}
-        if session.absolute_expires is None:
-            session.absolute_expires = now + self.options.absolute_timeout
+        if session.absolute_expires is None:  # another service started it: from now on
+            session.absolute_expires = self._absolute_deadline(session, now)
+        elif session.max_age != session._saved_max_age:  # "remember me" ticked on a stored session
+            longer = self._absolute_deadline(session, session.started or now)
+            session.absolute_expires = max(session.absolute_expires, longer)
         key = self.key(session.id)
         for _ in range(MERGE_ATTEMPTS):
             session.expires = self._extended_expiry(session, now)
