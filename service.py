@@ -22,6 +22,7 @@ import inspect
 import ipaddress
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -29,11 +30,12 @@ import signal
 import sys
 import threading
 import time
-import unicodedata
 import urllib.parse
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import bottle
+import precis_i18n
 import pymongo
 from pymongo.errors import ConnectionFailure, PyMongoError
 from pymongo.uri_parser import parse_uri
@@ -43,9 +45,10 @@ import sessions
 log = logging.getLogger("service")
 
 MAX_BODY = 16 * 1024  # bytes of request body on POST /
-MAX_NAME = 100  # characters, after trimming and normalisation
+MAX_NAME = 100  # characters, after the RFC 8266 mapping
 DRAIN_FOR = 10  # seconds in-flight requests may take to finish after SIGTERM
 IDLE_TIMEOUT = 30  # seconds a connection may sit idle (waitress's channel_timeout; its default is 120)
+WARN_EVERY = 10  # seconds: a repeated warning is one line per interval, with a count
 
 # --- Sessions in routes: a Bottle plugin ---
 
@@ -65,8 +68,9 @@ class SessionPlugin:
 
     name, api = "session", 2
 
-    def __init__(self, interface, keyword="session"):
+    def __init__(self, interface, keyword="session", warnings=None):
         self.interface, self.keyword = interface, keyword
+        self.warnings = Summarised(log) if warnings is None else warnings
 
     def setup(self, app):
         for other in app.plugins:
@@ -90,10 +94,15 @@ class SessionPlugin:
         return with_session
 
     def open(self, environ):
-        with store_errors():
+        with store_errors(self.warnings, handle=lambda: self.cookie_handle(environ)):
             return self.interface.open_session(
                 environ.get("HTTP_COOKIE"), https=is_https(environ), client=environ.get("HTTP_USER_AGENT"),
                 path=request_path(environ))
+
+    def cookie_handle(self, environ):
+        """The public handle of the session the request's cookie names, for a log line."""
+        _, sid = self.interface.read_cookie(environ.get("HTTP_COOKIE"))
+        return sid and self.interface.handle_of_key(self.interface.key(sid))
 
     def finish(self, session, answer):
         """Save the session unless the answer is an error, and put the headers on that answer."""
@@ -101,22 +110,25 @@ class SessionPlugin:
             answer.set_header(name, value)
         if answer.status_code >= 400:
             return
-        with store_errors():
+        with store_errors(self.warnings, handle=lambda: self.interface.handle(session)):
             cookie = self.interface.save_session(session)
         if cookie:
             answer.add_header("Set-Cookie", cookie)  # beside any the route set itself
 
 
 class store_errors:
-    """A with-block in which a session error becomes its HTTP answer (Bottle's HTTPError)."""
+    """A with-block in which a session error becomes its HTTP answer (Bottle's HTTPError);
+    an unavailable store is also a warning, through `warnings` (a Summarised)."""
 
-    ANSWERS = [  # the first that matches; StoreFull before the StoreUnavailable it is
-        (sessions.StoreFull, 503, "the session store is full; try again later"),
+    ANSWERS = [
         (sessions.StoreUnavailable, 503, "the session store is unavailable; try again shortly"),
         (sessions.SessionConflict, 409, None),
         (sessions.SessionDataError, 400, None),
         (sessions.InsecureTransport, 403, None),
     ]
+
+    def __init__(self, warnings, handle=None):
+        self.warnings, self.handle = warnings, handle  # handle: the session's public handle, or a callable
 
     def __enter__(self):
         return self
@@ -124,20 +136,53 @@ class store_errors:
     def __exit__(self, kind, error, traceback):
         for error_kind, status, message in self.ANSWERS if error is not None else ():
             if isinstance(error, error_kind):
-                if status == 503:
-                    log.warning("session store: %s", error)  # its type or our own words, never a host
+                if status == 503:  # its type or our own words, never a host; the handle, never the id
+                    handle = self.handle() if callable(self.handle) else self.handle
+                    about = f" (session {handle})" if handle else ""
+                    self.warnings.warn(f"session store unavailable: {error}{about}")
                 raise bottle.HTTPError(status, message or str(error), **dict(PRIVATE)) from None
         return False
+
+
+class Summarised:
+    """A warning that may come once per request (a store outage under load): the
+    first is written at once, the rest as one line per `every` seconds with how
+    many there were, so the log grows with time, not with a client's request rate."""
+
+    def __init__(self, logger, every=WARN_EVERY):
+        self.logger, self.every = logger, every
+        self._lock = threading.Lock()
+        self._last, self._held, self._message = -math.inf, 0, None
+
+    def warn(self, message):
+        with self._lock:
+            since = time.monotonic() - self._last
+            if since < self.every:
+                self._held, self._message = self._held + 1, message
+                if self._held == 1:  # the count is written when this interval ends
+                    timer = threading.Timer(self.every - since, self._write_held)
+                    timer.daemon = True
+                    timer.start()
+                return
+            self._last = time.monotonic()
+        self.logger.warning("%s", message)
+
+    def _write_held(self):
+        with self._lock:
+            held, self._held, self._last = self._held, 0, time.monotonic()
+        self.logger.warning("%s (%d times in the last %d s)", self._message, held, self.every)
 
 
 # --- The routes ---
 
 
-def make_app(interface):
-    """The Bottle app: the seed's three routes, the teaching page and health checks."""
+def make_app(interface, login_limit=None):
+    """The Bottle app: the seed's three routes, the teaching page and health checks.
+    `login_limit`: a LoginLimit, or None for none."""
     app = bottle.Bottle()
     app.default_error_handler = json_error
-    app.install(SessionPlugin(interface))
+    warnings = Summarised(log)
+    app.install(SessionPlugin(interface, warnings=warnings))
 
     @app.get("/")
     def page(session):
@@ -147,14 +192,20 @@ def make_app(interface):
     def login(session):
         refuse_cross_site()
         try:
+            if login_limit:
+                login_limit.check(bottle.request.environ.get("REMOTE_ADDR", ""))
             name = read_name(bottle.request.environ)
         except bottle.HTTPError as error:
             if not browser():
                 raise
             bottle.response.status = error.status_code
+            for header in ("Retry-After",):
+                if header in error.headers:
+                    bottle.response.set_header(header, error.headers[header])
             return teaching_page(interface, session, error=error.body)
         session.regenerate()  # a new id at login: a planted id is worth nothing (session fixation)
         session["user"] = {"name": name, "isLoggedIn": True}
+        session.owner = name  # anyone may log in under any name here: "your sessions" are this name's
         if browser():
             bottle.redirect("/", 303)  # POST/redirect/GET: a reload does not post again
         return {"name": name}
@@ -162,10 +213,48 @@ def make_app(interface):
     @app.post("/logout")
     def logout(session):
         refuse_cross_site()
+        answer = {"loggedOut": True}
+        if flag(read_fields(bottle.request.environ, optional=True), "everywhere"):
+            owner = requester(session)
+            with store_errors(warnings):
+                answer["ended"] = interface.end_sessions(owner)  # this one too: its cookie expires below
         session.destroy()
         if browser():
             bottle.redirect("/", 303)
-        return {"loggedOut": True}
+        return answer
+
+    @app.get("/sessions")
+    def list_sessions(session):
+        owner = requester(session)
+        with store_errors(warnings):
+            listed = interface.list_sessions(owner)
+        current = interface.handle(session)
+        return {"sessions": [describe(info, current) for info in listed]}
+
+    @app.post("/sessions/end")
+    def end_sessions(session):
+        refuse_cross_site()
+        fields = read_fields(bottle.request.environ)
+        owner = requester(session)
+        handle = fields.get("handle")
+        if flag(fields, "others"):
+            with store_errors(warnings):
+                ended = interface.end_sessions(owner, keep=session)
+        elif isinstance(handle, str):
+            if handle == interface.handle(session):
+                session.destroy()  # ending the session making the request is a logout
+                ended = 1
+            else:
+                with store_errors(warnings):
+                    found = HANDLE.fullmatch(handle) and interface.end_session(owner, handle)
+                if not found:
+                    bottle.abort(404, "no such session of yours")  # whoever else's it may be: not said
+                ended = 1
+        else:
+            bottle.abort(400, 'send {"handle": "..."} or {"others": true}')
+        if browser():
+            bottle.redirect("/", 303)
+        return {"ended": ended}
 
     @app.get("/name")
     def name(session):
@@ -180,7 +269,7 @@ def make_app(interface):
 
     @app.get("/readyz")
     def readyz():
-        with store_errors():
+        with store_errors(warnings):
             interface.store.ping()
         return {"status": "ready"}
 
@@ -211,6 +300,15 @@ def is_https(environ):
 
 def read_name(environ):
     """The login name from a JSON or form body; abort with 400/413/415 otherwise."""
+    name = read_fields(environ).get("name")
+    if not isinstance(name, str):
+        bottle.abort(400, f"name must be a string of 1 to {MAX_NAME} characters")
+    return check_name(name)
+
+
+def read_fields(environ, optional=False):
+    """A JSON object or form body as a dict ({} for no body at all if `optional`);
+    abort with 400/413/415 otherwise."""
     # Refuse by the declared length before reading, and count what is read too:
     # a chunked body declares none.
     length = environ.get("CONTENT_LENGTH") or "0"
@@ -218,11 +316,15 @@ def read_name(environ):
         bottle.abort(413, f"the body must be at most {MAX_BODY} bytes")
     # Media types are case-insensitive (RFC 9110 section 8.3.1).
     kind = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    if optional and not kind and length == "0" and "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", ""):
+        return {}
     if kind not in ("application/json", "application/x-www-form-urlencoded"):
         bottle.abort(415, "send application/json or application/x-www-form-urlencoded")
     body = environ["wsgi.input"].read(MAX_BODY + 1)
     if len(body) > MAX_BODY:
         bottle.abort(413, f"the body must be at most {MAX_BODY} bytes")
+    if optional and not body:
+        return {}
     try:
         text = body.decode("utf-8")
         if kind == "application/json":
@@ -231,23 +333,41 @@ def read_name(environ):
             fields = {k: v[0] for k, v in urllib.parse.parse_qs(text, keep_blank_values=True).items()}
     except (ValueError, RecursionError):  # bad UTF-8, bad JSON, JSON nested too deep
         bottle.abort(400, "the body is not valid " + ("JSON" if kind == "application/json" else "form data"))
-    name = fields.get("name") if isinstance(fields, dict) else None
-    if not isinstance(name, str):
-        bottle.abort(400, f"name must be a string of 1 to {MAX_NAME} characters")
-    return check_name(name)
+    if not isinstance(fields, dict):
+        bottle.abort(400, "the body must be a JSON object")
+    return fields
+
+
+def flag(fields, name):
+    """A yes/no field: JSON true, or a form's "1"/"true"/"on"."""
+    value = fields.get(name)
+    return value is True or (isinstance(value, str) and value.lower() in ("1", "true", "on"))
+
+
+NICKNAME = precis_i18n.get_profile("NicknameCasePreserved")  # RFC 8266
+WHY = {"controls": "a control character", "precis_ignorable_properties": "an invisible character",
+       "zero_width_joiner": "an invisible joiner", "zero_width_nonjoiner": "an invisible joiner",
+       "old_hangul_jamo": "a Hangul filler", "unassigned": "an unassigned code point",
+       "bidi_rule": "a mix of directions that can display misleadingly"}
 
 
 def check_name(name):
-    """Trimmed and NFC-normalised, 1 to MAX_NAME characters, nothing invisible or reordering."""
-    # Control (Cc), format (Cf: bidi overrides, zero-width) and surrogate (Cs) characters
-    # let a displayed name pass for another ("admin\u202e", "ad\u200bmin").
-    name = name.strip()
-    bad = {unicodedata.category(c) for c in name} & {"Cc", "Cf", "Cs"}
-    if bad:
-        kinds = {"Cc": "control", "Cf": "invisible or direction-changing", "Cs": "unpaired surrogate"}
-        bottle.abort(400, f"name must not contain {' or '.join(kinds[c] for c in sorted(bad))} characters")
-    name = unicodedata.normalize("NFC", name).strip()
-    if not 1 <= len(name) <= MAX_NAME:
+    """A display name by RFC 8266 (the PRECIS Nickname profile): every space becomes
+    a plain one, trimmed and collapsed; compatibility forms (full-width letters,
+    ligatures) become their plain form (NFKC); invisible, control, unassigned and
+    private-use characters are refused, so one name cannot pass for another
+    ("ad\u200bmin", "admin\u202e", a Hangul filler).  Then 1 to MAX_NAME characters."""
+    try:
+        name = NICKNAME.enforce(name)
+    except UnicodeError as exc:
+        reason = exc.reason.partition("/")[2]
+        if reason == "empty":
+            bottle.abort(400, f"name must be a string of 1 to {MAX_NAME} characters")
+        code = ord(exc.object[exc.start])
+        why = "an unpaired surrogate" if 0xD800 <= code <= 0xDFFF else WHY.get(
+            reason, "a character no name may hold (private use or a noncharacter)")
+        bottle.abort(400, f"name must not contain U+{code:04X}, {why} (RFC 8266 nickname rules)")
+    if len(name) > MAX_NAME:
         bottle.abort(400, f"name must be a string of 1 to {MAX_NAME} characters")
     return name
 
@@ -282,8 +402,12 @@ def refuse_cross_site():
     site, origin = environ.get("HTTP_SEC_FETCH_SITE"), environ.get("HTTP_ORIGIN")
     if site is not None:
         foreign = site not in ("same-origin", "none")
-    else:  # Origin is "scheme://host[:port]"; anything else, "null" included, is foreign
-        foreign = origin is not None and origin.partition("://")[2] != environ.get("HTTP_HOST")
+    else:  # Origin is "scheme://host[:port]", scheme included; anything else, "null" too, is foreign
+        here = f"{environ.get('wsgi.url_scheme')}://{environ.get('HTTP_HOST')}"
+        foreign = origin is not None and origin != here
+        if foreign and origin.partition("://")[2] == environ.get("HTTP_HOST"):
+            bottle.abort(403, f"cross-site form posts are refused: the Origin is {origin.partition(':')[0]}, this "
+                              f"request {here.partition(':')[0]} (behind a TLS proxy, set TRUST_PROXY)")
     if foreign:
         bottle.abort(403, "cross-site form posts are refused")
 
@@ -295,6 +419,66 @@ def logged_in_name(session):
         return None
     name = user.get("name")
     return name if isinstance(name, str) else None
+
+
+def requester(session):
+    """Whose sessions this request may see and end: its session's owner, or abort 404."""
+    if logged_in_name(session) is None or session.owner is None:
+        bottle.abort(404, "not logged in")
+    return session.owner
+
+
+HANDLE = re.compile(r"[A-Za-z0-9_-]{20}")  # what SessionInterface.handle_of_key makes
+
+
+def describe(info, current):
+    """One entry of GET /sessions: never the id, nor anything it can be computed from."""
+    def iso(timestamp):
+        return timestamp and sessions.to_iso(timestamp)
+    return {"handle": info.handle, "current": info.handle == current, "started": iso(info.started),
+            "lastExtended": iso(info.last_extended), "expires": iso(info.expires),
+            "absoluteExpires": iso(info.absolute_expires), "client": info.client}
+
+
+class LoginLimit:
+    """At most `per_minute` logins per client address: a token bucket per address,
+    full at `per_minute` and refilled evenly over a minute, so a burst (an office
+    behind one NAT at 9 o'clock) passes and a loop does not.  An IPv6 client counts
+    by its /64, which one host is given whole.  The table forgets the least
+    recently seen addresses beyond `clients`, so it cannot grow without bound."""
+
+    def __init__(self, per_minute, clients=100_000, clock=time.monotonic):
+        self.per_minute, self.clients, self.clock = per_minute, clients, clock
+        self._buckets = OrderedDict()  # client -> (tokens, when)
+        self._lock = threading.Lock()
+
+    def check(self, address):
+        """Count a login from `address`, or abort with 429 and Retry-After if it must wait."""
+        wait = self.wait(address)
+        if wait:
+            raise bottle.HTTPError(429, f"too many logins from your address; try again in {wait} s",
+                                   **{"Retry-After": str(wait)})
+
+    def wait(self, address):
+        """0 if a login from `address` may go ahead (it is counted), else the whole seconds to wait."""
+        client = self._client(address)
+        with self._lock:
+            now = self.clock()
+            tokens, when = self._buckets.pop(client, (self.per_minute, now))
+            tokens = min(self.per_minute, tokens + (now - when) * self.per_minute / 60)
+            wait = 0 if tokens >= 1 else math.ceil((1 - tokens) * 60 / self.per_minute)
+            self._buckets[client] = (tokens - 1 if wait == 0 else tokens, now)
+            while len(self._buckets) > self.clients:
+                self._buckets.popitem(last=False)
+        return wait
+
+    @staticmethod
+    def _client(address):
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return address
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
 
 
 # --- The teaching page ---
@@ -385,6 +569,9 @@ class Settings:
     trust_proxy: str | None  # None, "*" (any peer) or the proxy's address: whose X-Forwarded-* count
     threads: int  # waitress worker threads
     connection_limit: int  # open connections waitress accepts before it stops accepting
+    connections_per_client: int  # open connections one client address may hold
+    request_timeout: int  # seconds from a request's first byte to its last
+    login_rate_limit: int  # logins per minute per client address; 0: no limit
     access_log: bool
     max_sessions: int | None  # cap of the embedded store; None: no cap
     random_secret: bool  # no SESSION_SECRET was given
@@ -395,7 +582,8 @@ class Settings:
 ENV_OF_OPTION = {"secrets": "SESSION_SECRET", "cookie_name": "SESSION_COOKIE_NAME",
                  "max_age": "SESSION_MAX_AGE", "absolute_timeout": "SESSION_ABSOLUTE_TIMEOUT",
                  "touch_after": "SESSION_TOUCH_AFTER", "cookie_samesite": "SESSION_SAMESITE",
-                 "cookie_secure": "COOKIE_SECURE"}
+                 "cookie_secure": "COOKIE_SECURE", "browser_session_cookie": "SESSION_BROWSER_COOKIE",
+                 "id_at_rest": "SESSION_ID_AT_REST"}
 
 
 def settings_from_env(env):
@@ -434,7 +622,8 @@ def settings_from_env(env):
             touch_after=seconds("SESSION_TOUCH_AFTER", None),
             cookie_secure=choice("COOKIE_SECURE", "auto", {"auto": "auto", "true": True, "false": False}),
             cookie_samesite=choice("SESSION_SAMESITE", "lax", {k: k for k in sessions.SAMESITE}),
-            browser_session_cookie=choice("SESSION_BROWSER_COOKIE", "0", {"1": True, "0": False}))
+            browser_session_cookie=choice("SESSION_BROWSER_COOKIE", "0", {"1": True, "0": False}),
+            id_at_rest=choice("SESSION_ID_AT_REST", "plain", {"plain": "plain", "sha256": "sha256"}))
     except sessions.OptionError as exc:
         raise ConfigError(f"{ENV_OF_OPTION.get(exc.option, exc.option)}: {exc}") from None
     collection = get("SESSION_COLLECTION", "sessions")
@@ -453,8 +642,11 @@ def settings_from_env(env):
                     collection=collection, trust_proxy={"0": None, "1": "*"}.get(trust, trust),
                     threads=whole("THREADS", 8, 1, 256),
                     connection_limit=whole("CONNECTION_LIMIT", 1000, 1, 100_000),
+                    connections_per_client=whole("CONNECTIONS_PER_CLIENT", 100, 1, 100_000),
+                    request_timeout=whole("REQUEST_TIMEOUT", 10, 1, 3600),
+                    login_rate_limit=whole("LOGIN_RATE_LIMIT", 60, 0, 1_000_000),
                     access_log=choice("ACCESS_LOG", "1", {"1": True, "0": False}),
-                    max_sessions=whole("SESSION_MEMORY_MAX_SESSIONS", 1_000_000, 0, 10**9) or None,
+                    max_sessions=whole("SESSION_MEMORY_MAX_SESSIONS", 200_000, 0, 10**9) or None,
                     random_secret=secret is None, options=options)
 
 
@@ -482,6 +674,14 @@ def mongo_options(url_options):
 def open_mongo_collection(url, name):
     try:
         given = {key.lower(): value for key, value in parse_uri(url)["options"].items()}
+    except (PyMongoError, ValueError) as exc:
+        raise ConfigError(f"MONGO_URL is not a usable MongoDB URL: {exc}") from None
+    # A 2xx says the session is stored: w=0 acknowledges nothing, and on a replica set
+    # w=1 loses what a failover takes with the old primary.
+    if given.get("w") == 0 or (given.get("w") == 1 and "replicaset" in given):
+        raise ConfigError(f"MONGO_URL: w={given['w']} cannot keep the promise that an answered login is "
+                          f"stored; leave w out (the service uses w=majority) or set w=majority")
+    try:
         client = pymongo.MongoClient(url, **mongo_options(given))
     except (PyMongoError, ValueError) as exc:
         raise ConfigError(f"MONGO_URL is not a usable MongoDB URL: {exc}") from None
@@ -656,24 +856,76 @@ def forwarded(environ, trust_proxy):
     return None
 
 
-def strict_framing(listeners):
-    """RFC 9112 section 6.3: a request with both Content-Length and Transfer-Encoding
-    may be a smuggling attempt; answer it 400 and close the connection.  waitress
-    decodes the chunked body and overwrites Content-Length, so the app cannot see
-    it: this one function swaps in a parser (waitress's parser_class/channel_class)."""
+def harden(listeners, trust_proxy, connections_per_client):
+    """What waitress does not do by itself.  It has no API for these, so this one
+    function swaps in its parser, error task and channel classes:
+    - RFC 9112 section 6.3: a request with both Content-Length and Transfer-Encoding,
+      whatever its HTTP version, may be a smuggling attempt: a 400, connection closed;
+    - each request records when its first byte came, for close_late_requests();
+    - a client address with `connections_per_client` connections open gets a 429 at
+      once, so one client cannot take every connection (the trusted proxy speaks for
+      many clients and is not capped: it caps them itself);
+    - waitress's own errors (a malformed request, a body over its cap) are JSON too."""
     from waitress.channel import HTTPChannel
     from waitress.parser import HTTPRequestParser, ParsingError
+    from waitress.task import ErrorTask
 
     class StrictParser(HTTPRequestParser):
+        def __init__(self, adj):
+            super().__init__(adj)
+            self.started = time.monotonic()
+
         def parse_header(self, header_plus):
             super().parse_header(header_plus)
-            if self.chunked and "CONTENT_LENGTH" in self.headers:
+            # HTTP/1.1 takes Transfer-Encoding out of the headers (self.chunked); 1.0 leaves it there.
+            if "CONTENT_LENGTH" in self.headers and (self.chunked or "TRANSFER_ENCODING" in self.headers):
                 raise ParsingError("Content-Length and Transfer-Encoding in one request")
 
-    class StrictChannel(HTTPChannel):
-        parser_class = StrictParser
+    class JSONErrorTask(ErrorTask):
+        def execute(self):
+            error = self.request.error
+            body = json.dumps({"error": f"{error.reason}: {error.body}"}).encode()
+            self.status = f"{error.code} {error.reason}"
+            self.response_headers += [("Content-Type", "application/json"), *EVERY_RESPONSE]
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class GuardedChannel(HTTPChannel):
+        parser_class, error_task_class = StrictParser, JSONErrorTask
+
+        def __init__(self, server, sock, addr, adj, map=None):
+            super().__init__(server, sock, addr, adj, map)
+            client = addr[0]
+            if trust_proxy is None or (trust_proxy != "*" and client != trust_proxy):
+                same = sum(1 for ch in self._map.values() if isinstance(ch, HTTPChannel) and ch.addr[0] == client)
+                if same > connections_per_client:
+                    answer_and_close(self, "429 Too Many Requests", "too many connections from your address")
+
     for listener in listeners:
-        listener.channel_class = StrictChannel
+        listener.channel_class = GuardedChannel
+
+
+def answer_and_close(channel, status, message):
+    """Answer a waitress channel from its event loop (no request is running on it) and close it."""
+    body = json.dumps({"error": message}).encode()
+    head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in EVERY_RESPONSE) + "Connection: close\r\n\r\n"
+    channel.write_soon(head.encode() + body)
+    channel.close_when_flushed = True
+
+
+def close_late_requests(channels, timeout):
+    """A request not whole `timeout` seconds after its first byte is answered 408 and its
+    connection closed (Node's requestTimeout, nginx's client_header_timeout): a client
+    that sends a byte now and then cannot hold a connection for ever.  Idle time
+    between requests is not counted here: waitress's channel_timeout ends that."""
+    now = time.monotonic()
+    for channel in list(channels.values()):
+        request = getattr(channel, "request", None)
+        late = request is not None and now - getattr(request, "started", now) > timeout
+        if late and not channel.requests and not channel.close_when_flushed and channel.connected:
+            answer_and_close(channel, "408 Request Timeout", f"the request did not arrive within {timeout} s")
 
 
 def drain(listeners, channels, wait_for=DRAIN_FOR, quiet_for=1.0):
@@ -711,23 +963,47 @@ def serve(app, settings, store_kind, stopping):
             ident="",  # no "Server: waitress" (OWASP: naming the server software points to its known flaws)
             asyncore_use_poll=True,  # poll(), not select(): no 1024-descriptor ceiling
             clear_untrusted_proxy_headers=False,  # outermost() does it, and reads the trusted ones
-            max_request_body_size=64 * MAX_BODY)  # waitress buffers a whole body first: cap it above MAX_BODY
+            # waitress holds a whole body before the app reads it: no more than the app reads (and
+            # room for chunk headers), so a large unfinished body costs neither memory nor a file.
+            max_request_body_size=MAX_BODY + 1024)
     except (OSError, ValueError) as exc:  # port in use, no such address
         log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc)
         return False
     listeners = [ch for ch in channels.values() if isinstance(ch, BaseWSGIServer)]
-    strict_framing(listeners)
+    harden(listeners, settings.trust_proxy, settings.connections_per_client)
     for listener in listeners:
         host = f"[{listener.effective_host}]" if ":" in listener.effective_host else listener.effective_host
         log.info("listening on http://%s:%s (store: %s)", host, listener.effective_port, store_kind)
+    checked = 0.0
     while not stopping.is_set():
         wasyncore.loop(timeout=0.5, map=channels, count=1, use_poll=True)
+        if time.monotonic() - checked >= 0.5:
+            checked = time.monotonic()
+            close_late_requests(channels, settings.request_timeout)
 
     log.info("stopping: finishing requests in flight")
     drain(listeners, channels)
     server.task_dispatcher.shutdown(timeout=1)
     wasyncore.close_all(channels)
     return True
+
+
+def warn_about(settings):
+    """Settings that work but leave a door open: said once, at startup, never echoing a secret."""
+    secrets_ = settings.options.secrets
+    if settings.random_secret:
+        log.warning("SESSION_SECRET is not set: signing with a random secret; sessions end when the process stops")
+    for position, secret in enumerate(secrets_ if not settings.random_secret else (), start=1):
+        if len(secret) < 32:  # every secret verifies: a weak one anywhere in the list lets a forged cookie in
+            log.warning("SESSION_SECRET: secret %d of %d is shorter than 32 characters: guessable offline from "
+                        "one cookie; make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                        position, len(secrets_))
+    if settings.options.id_at_rest == "sha256":
+        log.info("SESSION_ID_AT_REST=sha256: the store keeps SHA-256 digests of session ids; sessions "
+                 "stored under plain ids before no longer load (their users log in again)")
+    if settings.mongo_url and settings.threads == 1:
+        log.warning("THREADS=1 with MONGO_URL: no thread is kept free of the store, so while MongoDB hangs "
+                    "every request waits, /healthz too; use THREADS=2 or more")
 
 
 def main(env=os.environ):
@@ -743,11 +1019,7 @@ def main(env=os.environ):
     except ConfigError as exc:
         print(f"service.py: {exc}", file=sys.stderr)
         return 2
-    if settings.random_secret:
-        log.warning("SESSION_SECRET is not set: signing with a random secret; sessions end when the process stops")
-    elif len(settings.options.secrets[0]) < 32:  # never echo it
-        log.warning("SESSION_SECRET is shorter than 32 characters: guessable offline from one cookie; "
-                    "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    warn_about(settings)
     if not settings.mongo_url:
         log.warning("no MONGO_URL: sessions are kept in memory and lost when the process stops")
     else:
@@ -763,7 +1035,9 @@ def main(env=os.environ):
         log.error("could not ensure the indexes: MongoDB did not answer (%s)", exc)
         return 1
     interface = sessions.SessionInterface(store, settings.options)
-    app = outermost(make_app(interface), sys.stderr if settings.access_log else None, settings.trust_proxy)
+    login_limit = LoginLimit(settings.login_rate_limit) if settings.login_rate_limit else None
+    app = outermost(make_app(interface, login_limit), sys.stderr if settings.access_log else None,
+                    settings.trust_proxy)
     return 0 if stopping.is_set() or serve(app, settings, kind, stopping) else 1
 
 

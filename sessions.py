@@ -79,10 +79,6 @@ class StoreUnavailable(SessionError):
     """Raised if the store cannot answer now; the request may be tried again later (HTTP 503)."""
 
 
-class StoreFull(StoreUnavailable):
-    """Raised if MemoryStore holds max_sessions live sessions and a new one would not fit."""
-
-
 # --- Options ---
 
 # RFC 6265 section 4.1.1: a cookie name is an HTTP token.
@@ -598,7 +594,11 @@ class MemoryStore:
     moves an expiry pushes a new heap entry and leaves the old one, skipped
     when it comes due; the heap is rebuilt when stale entries outnumber live
     sessions.  Reads take no lock (one dict lookup is atomic); writes take one,
-    never for more than PURGE_CHUNK expired sessions."""
+    never for more than PURGE_CHUNK expired sessions.
+
+    At max_sessions a new session ends the one nearest its end (Redis's
+    volatile-ttl) rather than being refused: a flood of logins can never lock
+    everyone out, and the sessions in use, extended as they are used, go last."""
 
     PURGE_CHUNK = 1000  # sessions deleted per lock hold, about a millisecond
     PURGE_PER_INSERT = 16  # expiry work each insert does, so expired sessions never pile up
@@ -609,6 +609,7 @@ class MemoryStore:
         self._owned = {}  # owner -> set of keys
         self._due = []  # heap of (expires, key), some stale
         self._lock = threading.Lock()
+        self.evicted = 0  # sessions ended early to make room
 
     def __len__(self):
         """The live sessions: expired ones are purged first."""
@@ -620,18 +621,13 @@ class MemoryStore:
         return record if record is not None and record.expires > now else None
 
     def insert(self, key, record, replacing=None):
-        with self._lock:
-            now = self.clock()
-            self._purge(now, self.PURGE_PER_INSERT)
-            if self.max_sessions and len(self._records) >= self.max_sessions:
-                self._purge(now, self.PURGE_CHUNK)
-            live_replaced = replacing is not None and self.load(replacing, now) is not None
-            if self.max_sessions and len(self._records) - live_replaced >= self.max_sessions:
-                # A cap, so a flood of logins cannot exhaust the memory.
-                raise StoreFull(f"the in-memory store holds its maximum of {self.max_sessions} sessions")
-            self._put(key, record._replace(expires=_millis(record.expires)))
+        with self._lock:  # nothing between here and _put can fail: the replaced one may go first
             if replacing is not None:
                 self._remove(replacing)
+            self._purge(self.clock(), self.PURGE_PER_INSERT)
+            while self.max_sessions and len(self._records) >= self.max_sessions:
+                self._evict_nearest_end()  # a cap, so a flood of logins cannot exhaust the memory
+            self._put(key, record._replace(expires=_millis(record.expires)))
 
     def compare_and_set(self, key, previous, record, now):
         with self._lock:
@@ -701,6 +697,15 @@ class MemoryStore:
             keys.discard(key)
             if not keys:
                 del self._owned[owner]
+
+    def _evict_nearest_end(self):
+        while self._due:
+            expires, key = heapq.heappop(self._due)
+            record = self._records.get(key)
+            if record is not None and record.expires == expires:  # else stale
+                self._remove(key)
+                self.evicted += 1
+                return
 
     def _purge(self, now, budget):
         """Delete up to `budget` sessions that expired by now; return (deleted, whether more may be due)."""

@@ -14,7 +14,7 @@ settings.load_profile("steady")
 import service
 import sessions
 from support.basics import SECRET, Clock
-from support.mongo import CountingCollection
+from support.mongo import CountingCollection, DownCollection
 
 
 @pytest.fixture
@@ -25,7 +25,8 @@ def clock():
 @pytest.fixture(scope="session")
 def wire_server():
     """One wire server for every test that needs a plain MongoDB (no faults, no TTL
-    sweep); each test uses a database or collection of its own."""
+    sweep); each test uses a database or collection of its own.  A test that makes a
+    server hang, kills or restarts it, or counts its commands starts its own and says why."""
     from support.wireserver import start_wire_server
     server = start_wire_server(ttl_monitor=0)
     yield server
@@ -47,7 +48,9 @@ def counted(mongo):
 def make_interface(counted, clock):
     def make(collection=None, **options):
         options.setdefault("secrets", (SECRET,))
-        store = sessions.MongoStore(counted if collection is None else collection, ensure_indexes=False)
+        collection = counted if collection is None else collection
+        store = sessions.MongoStore(collection, ensure_indexes=not isinstance(collection, DownCollection))
+        counted.calls.clear()  # the indexes made at construction are no request's work
         return sessions.SessionInterface(store, sessions.Options(**options), clock=clock)
     return make
 

@@ -16,7 +16,7 @@ from support.basics import skip_unless
 from support.realhttp import Client, start_service
 from support.wireserver import free_port
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 

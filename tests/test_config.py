@@ -14,7 +14,8 @@ def test_defaults():
     assert settings.mongo_url is None and settings.collection == "sessions"
     assert settings.trust_proxy is None and settings.random_secret is True
     assert (settings.threads, settings.connection_limit) == (8, 1000)
-    assert settings.access_log is True and settings.max_sessions == 1_000_000
+    assert settings.access_log is True and settings.max_sessions == 200_000
+    assert (settings.connections_per_client, settings.request_timeout, settings.login_rate_limit) == (100, 10, 60)
     options = settings.options
     assert options.cookie_name == "example.sid"
     assert (options.max_age, options.absolute_timeout, options.touch_after) == (25200, 86400, 2520)
@@ -118,7 +119,7 @@ def test_a_step_timeout_in_the_url_is_not_outlasted_by_an_added_bound(option, at
     if value is None:
         value = getattr(pool, attribute)
     assert value == 1.0
-    # No bound of the service's own may outlast it (issue 9: timeoutMS=5000 used to win).
+    # No bound of the service's own may outlast it (an added timeoutMS=5000 would).
     assert client.options.timeout is None or client.options.timeout <= 1.0
     client.close()
 
@@ -127,9 +128,9 @@ def test_without_mongo_url_the_store_is_in_memory_with_the_cap():
     store, kind = service.open_store(service.settings_from_env({"SESSION_MEMORY_MAX_SESSIONS": "2"}))
     assert isinstance(store, sessions.MemoryStore) and kind == "embedded in-memory"
     store.insert("a", sessions.Record("{}", 10**10))
-    store.insert("b", sessions.Record("{}", 10**10))
-    with pytest.raises(sessions.StoreFull):
-        store.insert("c", sessions.Record("{}", 10**10))
+    store.insert("b", sessions.Record("{}", 10**10 + 1))
+    store.insert("c", sessions.Record("{}", 10**10 + 2))  # at the cap: "a", nearest its end, makes room
+    assert len(store) == 2 and store.load("a", 0) is None and store.evicted == 1
 
 
 def test_the_embedded_store_purges_expired_sessions():

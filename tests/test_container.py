@@ -54,7 +54,7 @@ BUILDAH_OWN = {"etc", "etc/hosts", "etc/hostname", "etc/resolv.conf", "run", "ru
 NOT_ROOTFS = {"tmp", "proc", "sys", "dev"}  # /tmp may be written; the others are the kernel's, mounted per run
 
 # Building the base on a cold machine takes a minute or two beyond the suite's per-test bound.
-pytestmark = pytest.mark.timeout(400)
+pytestmark = [pytest.mark.timeout(400), pytest.mark.slow]
 
 
 def run(argv, timeout=60, check=True):
@@ -75,7 +75,7 @@ def ulimits():
 
 
 def say(request, text):
-    """A line in the test run's own output (not captured), as the issue asks to report size and packages."""
+    """A line in the run's own output (not captured), to report the image's size and packages."""
     with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
         print(f"\n[container] {text}", flush=True)
 
@@ -189,6 +189,11 @@ def test_image_config_is_the_recipe(image):
     assert test[:3] == ["CMD", "python", "-c"] and "urllib.request" in test[3] and "/healthz" in test[3]
 
 
+def canonical(name):
+    """A distribution's name as PEP 503 compares them: precis-i18n and precis_i18n are one."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def test_image_holds_only_the_service_and_its_runtime_requirements(container):
     _, root = container
     assert sorted(os.listdir(os.path.join(root, "app"))) == ["requirements.txt", "service.py", "sessions.py"]
@@ -196,13 +201,14 @@ def test_image_holds_only_the_service_and_its_runtime_requirements(container):
     found = json.loads(in_container(container, "python", "-c", (
         "import importlib.metadata as m, json, platform; print(json.dumps({'python': platform.python_version(),"
         " 'dists': {d.metadata['Name'].lower(): d.version for d in m.distributions()}}))")).stdout)
-    dists, environment = found["dists"], {"python_version": ".".join(found["python"].split(".")[:2])}
+    dists = {canonical(name): version for name, version in found["dists"].items()}
+    environment = {"python_version": ".".join(found["python"].split(".")[:2])}
 
     def pins(filename):
         with open(os.path.join(ROOT, filename)) as f:
             lines = [line.split("#")[0].strip() for line in f]
         requirements = [Requirement(line) for line in lines if line and not line.startswith("-r")]
-        return {r.name.lower(): r for r in requirements if r.marker is None or r.marker.evaluate(environment)}
+        return {canonical(r.name): r for r in requirements if r.marker is None or r.marker.evaluate(environment)}
 
     runtime = pins("requirements.txt")
     assert {name: dists.get(name) for name in runtime} == {

@@ -674,7 +674,7 @@ def test_the_cookie_is_resent_only_when_the_session_changed(clock):
 
 def test_destroying_a_new_session_stores_nothing(clock):
     # session.js: .destroy(): "should destroy the previous session" - express sends no
-    # Set-Cookie; destroy() here always sends one that clears the cookie (as test_session.py pins).
+    # Set-Cookie; destroy() here always sends one that clears the cookie (as test_regenerate_and_destroy.py pins).
     server = Server(clock, lambda session: session.destroy() or "")
     response = server.get()
     assert set_cookie(response)["value"] == "" and set_cookie(response)["max-age"] == "0"

@@ -1,4 +1,4 @@
-"""No request of any shape is a 500 (issue 11, item 1), by property-based testing.
+"""No request of any shape is a 500, by property-based testing.
 
 Hypothesis throws header values at every route and method, in-process through
 webtest and the app as main() serves it (conftest's make_client).  A WSGI

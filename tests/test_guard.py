@@ -2,12 +2,14 @@
 
 import threading
 
+import pymongo.errors
 import pytest
 from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
 
 import service
 import sessions
-from support.basics import Clock, run_threads
+from support.basics import T0, Clock, run_threads
+from support.mongo import STORE_ERRORS
 
 
 class ScriptedStore:
@@ -183,3 +185,151 @@ def test_a_call_that_has_finished_is_never_taken_for_one_that_hangs(store, clock
     finally:
         store.release.set()
         holding.join(10)
+
+
+# --- the breaker per error kind, on a store's load; probes and slots ---
+
+class FlakyStore:
+    """A store whose next calls fail with the queued errors, then succeed; it counts calls."""
+
+    def __init__(self, *errors):
+        self.errors, self.calls = list(errors), 0
+
+    def load(self, sid, now):
+        self.calls += 1
+        if self.errors:  # as MongoStore raises it: StoreUnavailable, the driver's error its cause
+            error = self.errors.pop(0)
+            raise sessions.StoreUnavailable(type(error).__name__) from error
+        return sessions.Record("{}", now + 60)
+
+    def ping(self):
+        return self.load("x", 0)
+
+
+def test_the_guarded_store_passes_calls_through(clock):
+    guarded = service.GuardedStore(sessions.MemoryStore(clock=clock), slots=2, clock=clock)
+    guarded.insert("a", sessions.Record("{}", T0 + 60))
+    assert guarded.load("a", T0)[:2] == ("{}", T0 + 60)
+    assert guarded.compare_and_set("a", "{}", sessions.Record("1", T0 + 60), T0) is True
+    assert guarded.touch("a", T0 + 90, T0) is True
+    guarded.delete("a")
+    assert guarded.load("a", T0) is None
+
+
+def test_the_guarded_stores_defaults():
+    guarded = service.GuardedStore(sessions.MemoryStore(), slots=1)
+    assert (guarded.stalled_after, guarded.retry_after) == (0.5, 1.0)
+
+
+@pytest.mark.parametrize("error", ["AutoReconnect", "ServerSelectionTimeoutError", "NetworkTimeout",
+                                   "ExecutionTimeout"])
+def test_a_connection_failure_or_timeout_opens_the_breaker_until_a_probe_succeeds(clock, error):
+    store = FlakyStore(STORE_ERRORS[error](), STORE_ERRORS[error]())
+    guarded = service.GuardedStore(store, slots=2, retry_after=1.0, clock=clock)
+    with pytest.raises(sessions.StoreUnavailable, match=error) as caught:
+        guarded.load("a", T0)
+    assert isinstance(caught.value.__cause__, pymongo.errors.PyMongoError)
+    with pytest.raises(sessions.StoreUnavailable, match="a probe tries it again shortly"):
+        guarded.load("a", T0)  # open: fails fast...
+    assert store.calls == 1  # ...without asking the store
+    clock.advance(0.999)
+    with pytest.raises(sessions.StoreUnavailable):
+        guarded.load("a", T0)
+    assert store.calls == 1
+    clock.advance(0.001)  # retry_after has passed: one probe goes through, and fails
+    with pytest.raises(sessions.StoreUnavailable, match=error):
+        guarded.load("a", T0)
+    assert store.calls == 2
+    with pytest.raises(sessions.StoreUnavailable):  # open again, for another retry_after
+        guarded.load("a", T0)
+    clock.advance(1.0)
+    assert guarded.load("a", T0)[:2] == ("{}", T0 + 60)  # the probe succeeds: closed
+    assert guarded.ping()[:2] == ("{}", 60) and store.calls == 4
+
+
+@pytest.mark.parametrize("error", ["OperationFailure", "WriteConcernError"])
+def test_an_error_that_is_no_outage_fails_only_its_own_request(clock, error):
+    store = FlakyStore(STORE_ERRORS[error]())
+    guarded = service.GuardedStore(store, slots=2, clock=clock)
+    with pytest.raises(sessions.StoreUnavailable, match=error):
+        guarded.load("a", T0)
+    assert guarded.load("a", T0)[:2] == ("{}", T0 + 60)  # the breaker stayed closed
+    assert store.calls == 2
+
+
+def test_only_one_probe_at_a_time(clock):
+    import threading
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowStore(FlakyStore):
+        def load(self, sid, now):
+            if self.calls == 1:  # the probe: hangs until released
+                self.calls += 1
+                entered.set()
+                release.wait(10)
+                return ("{}", 1.0)
+            return super().load(sid, now)
+
+    store = SlowStore(STORE_ERRORS["AutoReconnect"]())
+    guarded = service.GuardedStore(store, slots=4, retry_after=1.0, clock=clock)
+    with pytest.raises(sessions.StoreUnavailable):
+        guarded.load("a", T0)
+    clock.advance(1.0)
+    results = []
+    probe = threading.Thread(target=lambda: results.append(guarded.load("a", T0)))
+    probe.start()
+    assert entered.wait(10)
+    with pytest.raises(sessions.StoreUnavailable, match="a probe tries it again shortly"):
+        guarded.load("a", T0)  # a second request while the probe is out: fails fast
+    release.set()
+    probe.join(10)
+    assert results == [("{}", 1.0)] and store.calls == 2
+    assert guarded.load("a", T0)[:2] == ("{}", T0 + 60)  # closed by the probe's success
+
+
+@pytest.mark.parametrize("busy_for", [0, 0.5])  # 0.5: exactly stalled_after is not yet a stall
+def test_a_request_waits_for_a_slot_that_is_not_stalled(clock, busy_for):
+    import threading
+    entered, release = threading.Event(), threading.Event()
+
+    class BusyStore:
+        def load(self, sid, now):
+            if sid == "busy":
+                entered.set()
+                release.wait(10)
+            return (sid, 1.0)
+
+    guarded = service.GuardedStore(BusyStore(), slots=1, stalled_after=0.5, clock=clock)
+    busy = threading.Thread(target=guarded.load, args=("busy", T0))
+    busy.start()
+    assert entered.wait(10)
+    clock.advance(busy_for)
+    threading.Timer(0.1, release.set).start()  # the busy call ends soon
+    assert guarded.load("b", T0) == ("b", 1.0)
+    busy.join(10)
+
+
+def test_after_the_breaker_closes_requests_run_side_by_side_again(clock):
+    import threading
+    entered, release = threading.Event(), threading.Event()
+
+    class Store(FlakyStore):
+        def load(self, sid, now):
+            if sid == "slow":
+                entered.set()
+                release.wait(10)
+            return super().load(sid, now)
+
+    guarded = service.GuardedStore(Store(STORE_ERRORS["AutoReconnect"]()), slots=4, retry_after=1.0, clock=clock)
+    with pytest.raises(sessions.StoreUnavailable):
+        guarded.load("a", T0)
+    clock.advance(1.0)
+    guarded.load("a", T0)  # the probe succeeds: closed
+    slow = threading.Thread(target=guarded.load, args=("slow", T0))
+    slow.start()
+    try:
+        assert entered.wait(10)
+        assert guarded.load("b", T0)[:2] == ("{}", T0 + 60)  # not treated as a second probe
+    finally:
+        release.set()
+        slow.join(10)

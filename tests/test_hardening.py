@@ -1,12 +1,12 @@
 """Hardening over real sockets: `python service.py` in a child process, as users run it.
 
-The same items' in-process checks (security headers, name rules, the page's cookie
-panel, Max-Age in the last second) are in test_rules.py.
+The in-process checks of the same rules (security headers, name rules, the page's
+cookie panel, Max-Age in the last second) are in test_rules.py.
 
 Each socket test starts its own service (realhttp.start_service, PORT=0) and, where it
 needs MongoDB, its own wire server (wireserver.start_wire_server), and stops
-both by PID.  Time bounds are correctness limits from the issues ("answers
-within 1 s", "503 within the store timeout + 1 s"), never performance targets;
+both by PID.  Time bounds are correctness limits ("answers within 1 s",
+"503 within the store timeout + 1 s"), never performance targets;
 every elapsed time is printed (pytest -s shows them).
 """
 
@@ -29,6 +29,8 @@ from support.wireserver import start_wire_server
 
 SERVICE = os.path.join(ROOT, "service.py")
 
+pytestmark = pytest.mark.slow
+
 
 @contextlib.contextmanager
 def running(env=None):
@@ -41,6 +43,7 @@ def running(env=None):
 
 @contextlib.contextmanager
 def wire_server():
+    # A server of its own, not conftest's shared one: these tests make it hang or kill it.
     wire = start_wire_server()
     try:
         yield wire
@@ -61,7 +64,7 @@ def login(client, name="Ann"):
     return response
 
 
-# --- TRUST_PROXY through waitress (issue 9) ---
+# --- TRUST_PROXY through waitress: only a trusted proxy's https makes the cookie Secure ---
 
 @pytest.mark.parametrize("trust_proxy, forwarded, secure", [
     ("1", "https", True),
@@ -84,7 +87,7 @@ def test_a_trusted_proxys_https_gives_a_secure_cookie(trust_proxy, forwarded, se
         assert ("secure" in attributes) is secure, cookie
 
 
-# --- Timeouts in MONGO_URL win (issue 9) ---
+# --- Timeouts in MONGO_URL bound an outage and a hung store ---
 
 def test_server_selection_timeout_in_the_url_bounds_an_outage():
     with wire_server() as wire, running({"MONGO_URL": wire.url + "db?serverSelectionTimeoutMS=1000"}) as service:
@@ -112,7 +115,7 @@ def test_socket_timeout_in_the_url_bounds_a_hung_store():
             assert seconds < 1 + 1, f"{label} took {seconds:.2f} s"
 
 
-# --- HOST (issue 9) ---
+# --- HOST binds every address of its family ---
 
 def ipv6_loopback_missing():
     try:
@@ -136,7 +139,7 @@ def test_host_binds_every_address_of_its_family(host, connect):
         assert user.get("/name").status == 200
 
 
-# --- THREADS and CONNECTION_LIMIT (issue 9) ---
+# --- THREADS and CONNECTION_LIMIT: a bad value stops startup ---
 
 @pytest.mark.parametrize("env, variable", [({"THREADS": "0"}, "THREADS"),
                                            ({"CONNECTION_LIMIT": "many"}, "CONNECTION_LIMIT")])
@@ -151,7 +154,7 @@ def test_a_bad_threads_or_connection_limit_stops_startup_with_one_line(env, vari
     assert len(lines) == 1 and variable in lines[0], result.stderr
 
 
-# --- A hung store does not take /healthz down (issue 11, item 2) ---
+# --- A hung store does not take /healthz down ---
 
 THREADS = 2
 STORE_TIMEOUT = 2  # seconds: socketTimeoutMS in MONGO_URL
@@ -212,7 +215,7 @@ def test_healthz_and_storeless_requests_stay_fast_while_the_store_hangs():
         print(f"store back: the session read 200 again after {time.monotonic() - back:.2f} s")
 
 
-# --- Slow clients do not lock everyone out (issue 11, item 3) ---
+# --- Slow clients do not lock everyone out ---
 
 SLOW_CLIENTS = 400  # 4 x waitress's old connection_limit of 100
 
@@ -222,7 +225,9 @@ def test_slow_clients_do_not_lock_out_a_fresh_client():
     if soft < SLOW_CLIENTS + 200:  # our sockets plus what pytest, threads and the child need
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, SLOW_CLIENTS + 1000), hard))
     slow = []
-    with running() as service:
+    # One client's 400 sockets: its per-client cap and the request deadline set out of the way here,
+    # as this is about waitress reading 400 slow requests at once (the caps: test_abuse.py).
+    with running({"CONNECTIONS_PER_CLIENT": "1000", "REQUEST_TIMEOUT": "60"}) as service:
         try:
             for _ in range(SLOW_CLIENTS):
                 sock = socket.create_connection(("127.0.0.1", service.port), timeout=5)
@@ -242,7 +247,7 @@ def test_slow_clients_do_not_lock_out_a_fresh_client():
                 sock.close()
 
 
-# --- A weak secret is warned about, never echoed (issue 11, item 6) ---
+# --- Ambiguous framing, the Server header, and a weak secret (warned about, never echoed) ---
 
 def exchange(port, data, timeout=5):
     """Send raw bytes on one connection; return everything the server sent until it closed."""
@@ -304,25 +309,7 @@ def test_a_long_secret_gives_no_warning():
         assert not [line for line in service.lines if "WARNING" in line and "SESSION_SECRET" in line], service.log()
 
 
-# --- The embedded store's cap (issue 11, item 8) ---
-
-def test_a_login_beyond_the_memory_cap_is_a_503_that_says_why():
-    with running({"SESSION_MEMORY_MAX_SESSIONS": "3"}) as service:
-        users = [Client("127.0.0.1", service.port) for _ in range(4)]
-        for n, user in enumerate(users[:3]):
-            login(user, f"user{n}")
-        refused = users[3].post("/", {"name": "fourth"})
-        assert refused.status == 503, refused.body
-        assert dict((k.lower(), v) for k, v in refused.headers)["content-type"].startswith("application/json")
-        error = refused.json()["error"]
-        assert re.search(r"full|limit|cap|maximum|too many", error, re.I), error
-        for n, user in enumerate(users[:3]):
-            assert user.get("/name").json() == {"name": f"user{n}"}
-        assert users[0].post("/logout").status == 200  # a logout frees a place
-        assert login(users[3], "fourth").json() == {"name": "fourth"}
-
-
-# --- ACCESS_LOG (issue 9: an option accepted and ignored is a bug) ---
+# --- ACCESS_LOG=0 writes no access line (no option is accepted and ignored) ---
 
 @pytest.mark.parametrize("access_log, lines", [("1", 1), ("0", 0)])
 def test_access_log_0_writes_no_access_line(access_log, lines):

@@ -16,6 +16,7 @@ pymongo looks at the documents directly.  Every process here is a
 tests/child.py Child, stopped by its PID.
 """
 
+import hashlib
 import json
 import re
 import time
@@ -29,9 +30,8 @@ import sessions
 from support.basics import skip_unless
 from support.nodeapp import install_node_app, node_available, start_node_app
 from support.realhttp import start_service, user_of
-from support.wireserver import start_wire_server
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 SECRET_A = "interop-secret-a"  # both services sign with it
 SECRET_B = "interop-secret-b"  # the next secret, for the rotation test
@@ -51,10 +51,8 @@ def node_app_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def wire():
-    server = start_wire_server(ttl_monitor=0)  # no session here expires while the tests run
-    yield server
-    server.stop()
+def wire(wire_server):
+    return wire_server  # conftest's shared server (no TTL sweep); this module's database is DATABASE
 
 
 def shared_env(wire, secret=SECRET_A):
@@ -527,3 +525,63 @@ def stored_data_any(doc):
     """The parsed session of a document, whatever its lifetime."""
     assert doc is not None, "no session document"
     return json.loads(doc["session"])
+
+
+
+# --- 7. Owners and ids hashed at rest ---
+
+def test_node_keeps_the_owner_python_gave_a_session(node, python, library, collection):
+    bea = log_in(python, "Bea")  # the seed's login binds the session to its name
+    sid = session_id(bea)
+    assert collection.find_one({"_id": sid})["owner"] == "Bea"
+    node_bea = carry(bea, user_of(node))
+    later()
+    assert node_bea.get("/name").json() == {"name": "Bea"}  # Node touches it...
+    assert node_bea.post("/extra", USER_KEYS).status == 200  # ...and rewrites it
+    assert collection.find_one({"_id": sid})["owner"] == "Bea"  # connect-mongo's $set leaves it alone
+    assert library.handle_of_key(sid) in [info.handle for info in library.list_sessions("Bea")]
+    assert user_of(python).get("/sessions", headers={"Cookie": cookie_header(bea)}).status == 200
+
+
+HASHED = "interop_hashed"
+
+
+def hashed_env(wire):
+    return {**shared_env(wire), "MONGO_URL": wire.url + HASHED}
+
+
+@pytest.fixture(scope="module")
+def node_hashed(node_app_dir, wire):
+    app = start_node_app(node_app_dir, 0, {**hashed_env(wire), "TRANSFORM_ID_SHA256": "true"})
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def python_hashed(wire):
+    yield from python_service({**hashed_env(wire), "SESSION_ID_AT_REST": "sha256"})
+
+
+@pytest.fixture(scope="module")
+def hashed_collection(wire):
+    client = pymongo.MongoClient(wire.url, serverSelectionTimeoutMS=5000)
+    yield client[HASHED][COLLECTION]
+    client.close()
+
+
+@pytest.mark.parametrize("login_side, read_side", [("node_hashed", "python_hashed"),
+                                                   ("python_hashed", "node_hashed")])
+def test_ids_hashed_at_rest_agree_with_connect_mongos_transform_id(request, hashed_collection, login_side,
+                                                                   read_side):
+    login_service, read_service = request.getfixturevalue(login_side), request.getfixturevalue(read_side)
+    user = log_in(login_service, "Ida")
+    sid = session_id(user)
+    digest = hashlib.sha256(sid.encode()).hexdigest()
+    assert hashed_collection.find_one({"_id": sid}) is None  # no usable id at rest...
+    assert hashed_collection.find_one({"_id": digest}) is not None  # ...only its digest
+    sent = {"Cookie": cookie_header(user)}
+    reader = carry(user, user_of(read_service))
+    assert reader.get("/name").json() == {"name": "Ida"}
+    assert reader.post("/logout").status == 200
+    assert hashed_collection.find_one({"_id": digest}) is None  # logged out on both sides
+    assert user_of(login_service).get("/name", headers=sent).status == 404

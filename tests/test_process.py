@@ -19,7 +19,7 @@ from support.wireserver import free_port
 
 SERVICE = os.path.join(ROOT, "service.py")
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
 
 @pytest.fixture

@@ -9,8 +9,10 @@ Which instance answered a request is read from the instances' access logs.
 """
 
 import re
+import resource
 import signal
 import socket
+import ssl
 import threading
 import time
 
@@ -21,7 +23,7 @@ from support.basics import skip_unless
 from support.realhttp import Client, start_service
 from support.wireserver import free_port, start_wire_server
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 SECRET = "proxy-test-secret-of-at-least-32-characters"
 
 
@@ -29,7 +31,9 @@ class Cluster:
     """Three instances on fixed ports, one store; instance i can be stopped and started again."""
 
     def __init__(self, store_url):
-        self.env = {"MONGO_URL": store_url, "SESSION_SECRET": SECRET, "TRUST_PROXY": "127.0.0.1"}
+        # Many logins through one proxy address: the login limit has its own tests (test_abuse.py).
+        self.env = {"MONGO_URL": store_url, "SESSION_SECRET": SECRET, "TRUST_PROXY": "127.0.0.1",
+                    "LOGIN_RATE_LIMIT": "0"}
         self.ports = [free_port() for _ in range(3)]
         self.instances = [None] * 3
 
@@ -57,6 +61,7 @@ def tls(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def wire():
+    # A server of its own, not conftest's shared one: the outage test drops its connections.
     server = start_wire_server()
     yield server
     server.kill()
@@ -259,3 +264,68 @@ def test_a_store_outage_is_the_services_503_not_a_proxy_error(user, wire, cluste
     finally:
         wire.set_fault("off")
     assert proxy.wait_until(lambda: ivan.get("/name").status == 200, 20, interval=0.5)
+
+
+# --- One client cannot take the proxy: connections, requests in progress, request rate ---
+
+@pytest.fixture
+def strict_nginx(tls, cluster, tmp_path):
+    """The same file with a low request rate, so the limit shows within a few requests."""
+    child = proxy.start_nginx(tmp_path, free_port(), cluster.ports, tls, rate="2r/s", burst=5)
+    yield child
+    proxy.stop_nginx(child)
+
+
+def tls_socket(port, tls, timeout=10):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    return proxy.tls_context(tls).wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def test_a_burst_beyond_the_request_rate_gets_429s(strict_nginx, tls):
+    client = proxy.tls_client(strict_nginx.port, tls)
+    statuses = [client.get("/healthz").status for _ in range(20)]
+    print(f"20 requests at once, rate 2/s, burst 5: {statuses}")
+    assert statuses[:6] == [200] * 6 and statuses.count(429) >= 10
+
+
+def test_more_requests_in_progress_than_the_limit_get_429s(nginx, tls):
+    held = []
+    try:
+        for _ in range(34):  # each sends its headers and holds back its body: in progress, at nginx
+            sock = tls_socket(nginx.port, tls)
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n")
+            held.append(sock)
+        time.sleep(0.5)
+        refused = 0
+        for sock in held:
+            sock.settimeout(0.2)
+            try:
+                refused += sock.recv(64).startswith(b"HTTP/1.1 429 ")
+            except (socket.timeout, ssl.SSLError):
+                pass
+        print(f"34 requests in progress from one address: {refused} refused with 429")
+        assert refused == 34 - 30
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_two_thousand_half_sent_requests_leave_room_for_a_newcomer(nginx, tls):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2300:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    held = []
+    try:
+        for _ in range(2100):  # more than the 1,024 connections a worker used to have
+            sock = tls_socket(nginx.port, tls)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")  # never finished
+            held.append(sock)
+        started = time.monotonic()
+        response = proxy.tls_client(nginx.port, tls, timeout=5).get("/healthz")
+        took = time.monotonic() - started
+        print(f"2,100 half-sent requests held: a newcomer's /healthz {response.status} in {took:.2f} s")
+        assert response.status == 200 and took < 2
+    finally:
+        for sock in held:
+            sock.close()

@@ -12,17 +12,19 @@ class Listener:
 
 
 def parse(data):
-    """A request through the parser strict_framing() installs, fed as waitress feeds it."""
+    """A request through the parser harden() installs, fed as waitress feeds it."""
     listener = Listener()
-    service.strict_framing([listener])
+    service.harden([listener], trust_proxy=None, connections_per_client=100)
     parser = listener.channel_class.parser_class(Adjustments())
     while data and not parser.completed:
         data = data[parser.received(data):]
     return parser
 
 
-def test_content_length_with_chunked_is_a_bad_request():
-    parser = parse(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+@pytest.mark.parametrize("version", [b"1.1", b"1.0"])
+def test_content_length_with_chunked_is_a_bad_request(version):
+    parser = parse(b"POST / HTTP/" + version + b"\r\nHost: x\r\nContent-Length: 5\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
     assert parser.completed and parser.error is not None
     assert parser.error.code == 400 and "Content-Length and Transfer-Encoding" in parser.error.body
 

@@ -133,11 +133,14 @@ class CommandCounter(monitoring.CommandListener):
 
 @pytest.fixture(scope="module")
 def wire():
+    # A server of its own, not conftest's shared one: testCounters counts every command the
+    # server receives, so no other test's commands may reach it.
     server = wireserver.start_wire_server()
     yield server
     server.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", CASES)
 def test_store_commands_on_the_wire(kind, wire):
     _, prepare, _, commands = CASES[kind]
@@ -155,6 +158,7 @@ def test_store_commands_on_the_wire(kind, wire):
         assert wire.counters() == commands  # what arrived
 
 
+@pytest.mark.slow
 def test_wire_server_counts_commands_by_name_and_resets(wire):
     wire.counters(reset=True)
     with pymongo.MongoClient(wire.url) as client:

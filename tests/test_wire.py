@@ -13,6 +13,7 @@ import json
 import signal
 import threading
 import time
+import uuid
 
 import pymongo
 import pytest
@@ -23,31 +24,39 @@ from support.basics import run_threads
 from support.realhttp import user_of
 from support.wireserver import start_wire_server
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 SECRET = "wire-secret"
 
 
 @pytest.fixture
-def wire(tmp_path):
-    server = start_wire_server(data=str(tmp_path / "wire.bson"))
+def wire():
+    # A server of its own, not conftest's shared one: the tests that ask for it make it hang.
+    server = start_wire_server()
     yield server
     server.kill()
 
 
 @pytest.fixture
-def db(wire):
-    client = pymongo.MongoClient(wire.url, serverSelectionTimeoutMS=5000)
-    yield client.seed.sessions
+def seed_url(wire_server):
+    """A database of this test's own on conftest's shared wire server."""
+    return wire_server.url + "seed" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def db(seed_url):
+    client = pymongo.MongoClient(seed_url, serverSelectionTimeoutMS=5000)
+    yield client.get_default_database().sessions
     client.close()
 
 
 def start_service(url, **env):
-    return realhttp.start_service({"MONGO_URL": url, "SESSION_SECRET": SECRET, **env})
+    # Many logins from one address here: the login limit has its own tests (test_abuse.py).
+    return realhttp.start_service({"MONGO_URL": url, "SESSION_SECRET": SECRET, "LOGIN_RATE_LIMIT": "0", **env})
 
 
 @pytest.fixture
-def service(wire):
-    process = start_service(wire.url + "seed")
+def service(seed_url):
+    process = start_service(seed_url)
     yield process
     process.kill()
 
@@ -69,20 +78,20 @@ def test_the_seed_flow_stores_connect_mongos_document(service, db):
     assert db.count_documents({}) == 0
 
 
-def test_startup_ensures_the_ttl_index_idempotently(service, wire, db):
+def test_startup_ensures_the_ttl_index_idempotently(service, seed_url, db):
     ttl = [index for index in db.list_indexes() if dict(index["key"]) == {"expires": 1}]
     assert len(ttl) == 1 and ttl[0]["expireAfterSeconds"] == 0
-    again = start_service(wire.url + "seed")  # a second start finds the index there
+    again = start_service(seed_url)  # a second start finds the index there
     again.stop()
     assert len([i for i in db.list_indexes() if dict(i["key"]) == {"expires": 1}]) == 1
 
 
-def test_the_database_comes_from_the_url_path_and_the_collection_from_the_env(wire):
-    client = pymongo.MongoClient(wire.url)
-    process = start_service(wire.url + "app", SESSION_COLLECTION="web_sessions")
+def test_the_database_comes_from_the_url_path_and_the_collection_from_the_env(wire_server):
+    client = pymongo.MongoClient(wire_server.url)
+    process = start_service(wire_server.url + "wire_app", SESSION_COLLECTION="web_sessions")
     try:
         user_of(process).post("/", {"name": "Bo"})
-        assert client.app.web_sessions.count_documents({}) == 1
+        assert client.wire_app.web_sessions.count_documents({}) == 1
     finally:
         process.kill()
         client.close()
@@ -98,7 +107,7 @@ def timed(call):
 
 def test_an_outage_is_503_and_the_service_recovers_by_itself(tmp_path):
     data = str(tmp_path / "outage.bson")
-    wire = start_wire_server(data=data)
+    wire = start_wire_server(data=data)  # its own server: stopped, then restarted on its data file
     port, service = wire.port, None
     try:
         service = start_service(wire.url + "seed?timeoutMS=2000")  # the configured bound: 2 s
@@ -148,7 +157,7 @@ def test_a_hung_database_is_503_within_the_timeout(wire):
 
 # --- 3. a 2xx means durable ---
 
-def test_every_acknowledged_login_survives_kill_9(wire):
+def test_every_acknowledged_login_survives_kill_9(seed_url):
     service = None
     acknowledged, lock, stop = [], threading.Lock(), threading.Event()
 
@@ -168,7 +177,7 @@ def test_every_acknowledged_login_survives_kill_9(wire):
                 user.jar.clear()
 
     try:
-        service = start_service(wire.url + "seed")
+        service = start_service(seed_url)
         threads = [threading.Thread(target=burst, args=(n,)) for n in range(4)]
         for t in threads:
             t.start()
@@ -182,7 +191,7 @@ def test_every_acknowledged_login_survives_kill_9(wire):
         service.kill()
         assert len(acknowledged) >= 40
 
-        service = start_service(wire.url + "seed")
+        service = start_service(seed_url)
         reader = user_of(service)
         for name, jar in acknowledged:
             reader.jar = dict(jar)

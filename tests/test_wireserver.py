@@ -15,7 +15,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError, Se
 
 from support import wireserver
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
 
 def utcnow():

@@ -20,6 +20,7 @@
 
 'use strict';
 
+const crypto = require('crypto');
 const express = require('express');
 const session = require('express-session');
 // connect-mongo 6 is a dual ESM/CommonJS package; its CommonJS entry exports
@@ -75,6 +76,9 @@ function readConfig(env) {
     cookieName: env.SESSION_COOKIE_NAME || 'example.sid',
     maxAgeSeconds: readMaxAgeSeconds(env),
     saveUninitialized: readBoolean(env, 'SAVE_UNINITIALIZED', true),
+    // TRANSFORM_ID=sha256: the store keys a digest of each id (the Python service's
+    // SESSION_ID_AT_REST=sha256), so a copy of the collection holds no usable id.
+    hashIds: readBoolean(env, 'TRANSFORM_ID_SHA256', false),
   });
 }
 
@@ -84,7 +88,12 @@ function readConfig(env) {
 // ttl 14 days (used only when the cookie has no expiry), TTL index on
 // `expires`, session stored as a JSON string. null means MemoryStore.
 function makeStore(config) {
-  return config.mongoUrl ? MongoStore.create({ mongoUrl: config.mongoUrl }) : null;
+  if (!config.mongoUrl) return null;
+  const options = { mongoUrl: config.mongoUrl };
+  if (config.hashIds) {
+    options.transformId = (sid) => crypto.createHash('sha256').update(sid).digest('hex');
+  }
+  return MongoStore.create(options);
 }
 
 function makeSessionOptions(config, store) {

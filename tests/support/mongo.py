@@ -1,6 +1,7 @@
-"""Collections that stand in for MongoDB in the fast tests (the wire server is the real protocol).
+"""Collections that stand in for MongoDB in the fast tests (the wire server is the real protocol),
+and the driver errors a store may raise.
 
-Each wraps a mongomock collection and defines MongoStore's methods on its class,
+Each collection wraps a mongomock collection and defines MongoStore's methods on its class,
 where MongoStore looks for them (sessions.COLLECTION_METHODS)."""
 
 import pymongo.errors
@@ -9,7 +10,9 @@ import sessions
 
 
 class Wrapped:
-    """A collection whose every call goes through call(name, ...)."""
+    """A mongomock collection whose every call goes through call(name, ...), and which takes
+    `hint` as MongoDB documents it (mongomock has none): the named index must exist, or the
+    query fails; MongoDB then uses it."""
 
     def __init__(self, collection):
         self.collection = collection
@@ -18,7 +21,12 @@ class Wrapped:
     def database(self):
         return self.collection.database
 
-    def call(self, name, *args, **kwargs):
+    def call(self, name, *args, hint=None, **kwargs):
+        if hint is not None:
+            keys = [index["key"] for index in self.collection.index_information().values()]
+            if [tuple(pair) for pair in hint] not in [[tuple(pair) for pair in key] for key in keys]:
+                raise pymongo.errors.OperationFailure(
+                    "hint provided does not correspond to an existing index", code=2)
         return getattr(self.collection, name)(*args, **kwargs)
 
     def __getattr__(self, name):  # anything else a test asks for, unwrapped
@@ -54,17 +62,7 @@ class CountingCollection(Wrapped):
         return sum(name.startswith("delete") for name in self.calls)
 
 
-class HintedCollection(Wrapped):
-    """A collection that takes `hint` as MongoDB documents it: the named index must
-    exist, else the query fails (mongomock has no `hint`)."""
-
-    def call(self, name, *args, hint=None, **kwargs):
-        if hint is not None:
-            keys = [index["key"] for index in self.collection.index_information().values()]
-            if [tuple(pair) for pair in hint] not in [[tuple(pair) for pair in key] for key in keys]:
-                raise pymongo.errors.OperationFailure(
-                    "hint provided does not correspond to an existing index", code=2)
-        return super().call(name, *args, **kwargs)
+HintedCollection = Wrapped  # a plain mongomock collection, with MongoDB's hint rule
 
 
 class DownCollection(Wrapped):
@@ -83,3 +81,15 @@ class DownCollection(Wrapped):
 
     def call(self, name, *args, **kwargs):
         return self.database.command()
+
+
+# pymongo's errors by name, each a fresh instance per call: the first four are outages
+# (GuardedStore's breaker opens), the last two fail only their own request.
+STORE_ERRORS = {
+    "AutoReconnect": lambda: pymongo.errors.AutoReconnect("connection reset by peer"),
+    "ServerSelectionTimeoutError": lambda: pymongo.errors.ServerSelectionTimeoutError("no servers found"),
+    "NetworkTimeout": lambda: pymongo.errors.NetworkTimeout("timed out"),
+    "ExecutionTimeout": lambda: pymongo.errors.ExecutionTimeout("operation exceeded time limit", 50),
+    "WriteConcernError": lambda: pymongo.errors.WriteConcernError("waiting for replication timed out", 64, {}),
+    "OperationFailure": lambda: pymongo.errors.OperationFailure("not primary", 10107),
+}

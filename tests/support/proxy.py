@@ -64,8 +64,10 @@ def make_certificates(directory):
             "spki": base64.b64encode(hashlib.sha256(der).digest()).decode()}
 
 
-def render(directory, listen_port, upstream_ports, tls):
-    """deploy/nginx.conf with only its "# EDIT" lines changed, written to directory/nginx.conf."""
+def render(directory, listen_port, upstream_ports, tls, rate="1000r/s", burst=1000):
+    """deploy/nginx.conf with only its "# EDIT" lines changed, written to directory/nginx.conf.
+    rate and burst: the per-client request limit; the tests' traffic comes from one address,
+    so by default far above the file's; the limit's own test sets them low."""
     directory = os.fspath(directory)
     replacements = {"/run/nginx.pid": f"{directory}/nginx.pid",
                     "/var/log/nginx/error.log notice": "stderr notice",
@@ -74,6 +76,7 @@ def render(directory, listen_port, upstream_ports, tls):
                     "listen 443 ": f"listen 127.0.0.1:{listen_port} ",
                     "/etc/nginx/tls/fullchain.pem": tls["cert"],
                     "/etc/nginx/tls/privkey.pem": tls["key"],
+                    "rate=50r/s": f"rate={rate}", "burst=100 ": f"burst={burst} ",
                     **{name: f"127.0.0.1:{port}" for name, port in zip(UPSTREAMS, upstream_ports, strict=True)}}
     used, lines = set(), []
     with open(CONF) as source:
@@ -93,10 +96,11 @@ def render(directory, listen_port, upstream_ports, tls):
     return path
 
 
-def start_nginx(directory, listen_port, upstream_ports, tls, timeout=15):
-    """nginx on 127.0.0.1:listen_port in front of the given ports, as a Child (port = listen_port)."""
+def start_nginx(directory, listen_port, upstream_ports, tls, timeout=15, **limits):
+    """nginx on 127.0.0.1:listen_port in front of the given ports, as a Child (port = listen_port);
+    limits: render()'s rate and burst."""
     directory = os.fspath(directory)
-    conf = render(directory, listen_port, upstream_ports, tls)
+    conf = render(directory, listen_port, upstream_ports, tls, **limits)
     # -e: the startup error log before the file is read (Debian's default is /var/log/nginx, not ours).
     child = Child([NGINX, "-e", "stderr", "-p", directory, "-c", conf, "-g", "daemon off;"],
                   ready=r"start worker processes", timeout=timeout)

@@ -38,8 +38,9 @@ class Client:
     """One user: a cookie jar (name -> value) and requests over fresh connections
     (HTTPS when given an ssl.SSLContext)."""
 
-    def __init__(self, host, port, timeout=15, context=None):
+    def __init__(self, host, port, timeout=15, context=None, source=None):
         self.host, self.port, self.timeout, self.context, self.jar = host, port, timeout, context, {}
+        self.source = None if source is None else (source, 0)  # the address to connect from
 
     def request(self, method, path, body=None, headers=None):
         headers = dict(headers or {})
@@ -48,9 +49,11 @@ class Client:
         if self.jar and "Cookie" not in headers:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
         if self.context is None:
-            connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout,
+                                                    source_address=self.source)
         else:
-            connection = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.context)
+            connection = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.context,
+                                                     source_address=self.source)
         try:
             connection.request(method, path, body=body, headers=headers)
             raw = connection.getresponse()

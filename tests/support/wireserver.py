@@ -61,6 +61,7 @@ import bson
 import mongomock
 from bson.int64 import Int64
 from mockupdb import MockupDB, OpMsg
+from pymongo.errors import OperationFailure
 
 from .child import Child
 
@@ -137,6 +138,7 @@ class Backend:
     # --- Commands: each takes (mongomock database, command) and returns the reply's fields ---
 
     def find(self, db, cmd):
+        self._check_hint(db.name, cmd["find"], cmd.get("hint"))
         sort = cmd.get("sort")
         return cursor(db, cmd["find"], db[cmd["find"]].find(
             cmd.get("filter") or {}, cmd.get("projection") or None, skip=int(cmd.get("skip", 0)),
@@ -167,6 +169,8 @@ class Backend:
 
     def delete(self, db, cmd):
         coll = db[cmd["delete"]]
+        for stmt in cmd["deletes"]:
+            self._check_hint(db.name, cmd["delete"], stmt.get("hint"))
         return {"n": sum((coll.delete_one if stmt.get("limit") == 1 else coll.delete_many)(stmt["q"]).deleted_count
                          for stmt in cmd["deletes"])}
 
@@ -202,6 +206,15 @@ class Backend:
             ttl = self._ttl.get((db_name, coll_name, info["name"]))
             specs.append({**spec, "expireAfterSeconds": ttl[1]} if ttl else spec)
         return specs
+
+    def _check_hint(self, db_name, coll_name, hint):
+        """As MongoDB does: a hint (an index's key pattern or name) must name an existing index,
+        which the query then uses; mongomock has no planner, so the rest is the caller's promise."""
+        if hint is None:
+            return
+        specs = self._index_specs(db_name, coll_name)
+        if not any(hint == spec["name"] or dict(hint) == spec["key"] for spec in specs):
+            raise OperationFailure("hint provided does not correspond to an existing index", code=2)
 
     def _create_index(self, db_name, coll_name, spec):
         """Create one index unless one of that name exists."""
