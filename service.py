@@ -17,6 +17,7 @@ Then the teaching page, configuration from the environment, the store
 (MongoDB with MONGO_URL, else this process's memory), serving, and main().
 """
 
+import contextvars
 import functools
 import inspect
 import ipaddress
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 
 import bottle
 import precis_i18n
+import prometheus_client
 import pymongo
 from pymongo.errors import ConnectionFailure, PyMongoError
 from pymongo.uri_parser import parse_uri
@@ -49,6 +51,7 @@ MAX_NAME = 100  # characters, after the RFC 8266 mapping
 DRAIN_FOR = 10  # seconds in-flight requests may take to finish after SIGTERM
 IDLE_TIMEOUT = 30  # seconds a connection may sit idle (waitress's channel_timeout; its default is 120)
 WARN_EVERY = 10  # seconds: a repeated warning is one line per interval, with a count
+READY_TIMEOUT = 1  # seconds a readiness probe waits for the store's ping
 
 # --- Sessions in routes: a Bottle plugin ---
 
@@ -68,8 +71,8 @@ class SessionPlugin:
 
     name, api = "session", 2
 
-    def __init__(self, interface, keyword="session", warnings=None):
-        self.interface, self.keyword = interface, keyword
+    def __init__(self, interface, keyword="session", warnings=None, metrics=None):
+        self.interface, self.keyword, self.metrics = interface, keyword, metrics
         self.warnings = Summarised(log) if warnings is None else warnings
 
     def setup(self, app):
@@ -94,10 +97,13 @@ class SessionPlugin:
         return with_session
 
     def open(self, environ):
-        with store_errors(self.warnings, handle=lambda: self.cookie_handle(environ)):
-            return self.interface.open_session(
+        with store_errors(self.warnings, self.metrics, handle=lambda: self.cookie_handle(environ)):
+            session = self.interface.open_session(
                 environ.get("HTTP_COOKIE"), https=is_https(environ), client=environ.get("HTTP_USER_AGENT"),
                 path=request_path(environ))
+        if self.metrics and session.is_new and session.cookie_id:  # a verified cookie, no live session
+            self.metrics.ended.labels("expired").inc()
+        return session
 
     def cookie_handle(self, environ):
         """The public handle of the session the request's cookie names, for a log line."""
@@ -110,8 +116,12 @@ class SessionPlugin:
             answer.set_header(name, value)
         if answer.status_code >= 400:
             return
-        with store_errors(self.warnings, handle=lambda: self.interface.handle(session)):
+        was = (session.is_new, session.regenerated and session.cookie_id is not None, session.destroyed and
+               session.cookie_id is not None and not session.is_new)
+        with store_errors(self.warnings, self.metrics, handle=lambda: self.interface.handle(session)):
             cookie = self.interface.save_session(session)
+        if self.metrics:
+            self.metrics.saved(session, *was)
         if cookie:
             answer.add_header("Set-Cookie", cookie)  # beside any the route set itself
 
@@ -127,8 +137,9 @@ class store_errors:
         (sessions.InsecureTransport, 403, None),
     ]
 
-    def __init__(self, warnings, handle=None):
-        self.warnings, self.handle = warnings, handle  # handle: the session's public handle, or a callable
+    def __init__(self, warnings, metrics=None, handle=None):
+        self.warnings, self.metrics = warnings, metrics
+        self.handle = handle  # the session's public handle, or a callable that gives it
 
     def __enter__(self):
         return self
@@ -140,6 +151,8 @@ class store_errors:
                     handle = self.handle() if callable(self.handle) else self.handle
                     about = f" (session {handle})" if handle else ""
                     self.warnings.warn(f"session store unavailable: {error}{about}")
+                if self.metrics and status in (503, 409):
+                    self.metrics.refused(error)
                 raise bottle.HTTPError(status, message or str(error), **dict(PRIVATE)) from None
         return False
 
@@ -176,13 +189,18 @@ class Summarised:
 # --- The routes ---
 
 
-def make_app(interface, login_limit=None):
+def make_app(interface, login_limit=None, metrics=None):
     """The Bottle app: the seed's three routes, the teaching page and health checks.
-    `login_limit`: a LoginLimit, or None for none."""
+    `login_limit`: a LoginLimit, or None for none; `metrics`: a Metrics, or None."""
     app = bottle.Bottle()
     app.default_error_handler = json_error
     warnings = Summarised(log)
-    app.install(SessionPlugin(interface, warnings=warnings))
+    app.install(SessionPlugin(interface, warnings=warnings, metrics=metrics))
+
+    def ended_by_owner(count):
+        if metrics:
+            metrics.ended.labels("ended_by_owner").inc(count)
+        return count
 
     @app.get("/")
     def page(session):
@@ -192,8 +210,12 @@ def make_app(interface, login_limit=None):
     def login(session):
         refuse_cross_site()
         try:
-            if login_limit:
-                login_limit.check(bottle.request.environ.get("REMOTE_ADDR", ""))
+            wait = login_limit.wait(bottle.request.environ.get("REMOTE_ADDR", "")) if login_limit else 0
+            if wait:
+                if metrics:
+                    metrics.logins_refused.labels("rate_limit").inc()
+                raise bottle.HTTPError(429, f"too many logins from your address; try again in {wait} s",
+                                       **{"Retry-After": str(wait)})
             name = read_name(bottle.request.environ)
         except bottle.HTTPError as error:
             if not browser():
@@ -216,8 +238,8 @@ def make_app(interface, login_limit=None):
         answer = {"loggedOut": True}
         if flag(read_fields(bottle.request.environ, optional=True), "everywhere"):
             owner = requester(session)
-            with store_errors(warnings):
-                answer["ended"] = interface.end_sessions(owner)  # this one too: its cookie expires below
+            with store_errors(warnings, metrics):
+                answer["ended"] = ended_by_owner(interface.end_sessions(owner))  # this one's cookie: below
         session.destroy()
         if browser():
             bottle.redirect("/", 303)
@@ -226,7 +248,7 @@ def make_app(interface, login_limit=None):
     @app.get("/sessions")
     def list_sessions(session):
         owner = requester(session)
-        with store_errors(warnings):
+        with store_errors(warnings, metrics):
             listed = interface.list_sessions(owner)
         current = interface.handle(session)
         return {"sessions": [describe(info, current) for info in listed]}
@@ -238,18 +260,18 @@ def make_app(interface, login_limit=None):
         owner = requester(session)
         handle = fields.get("handle")
         if flag(fields, "others"):
-            with store_errors(warnings):
-                ended = interface.end_sessions(owner, keep=session)
+            with store_errors(warnings, metrics):
+                ended = ended_by_owner(interface.end_sessions(owner, keep=session))
         elif isinstance(handle, str):
             if handle == interface.handle(session):
                 session.destroy()  # ending the session making the request is a logout
                 ended = 1
             else:
-                with store_errors(warnings):
+                with store_errors(warnings, metrics):
                     found = HANDLE.fullmatch(handle) and interface.end_session(owner, handle)
                 if not found:
                     bottle.abort(404, "no such session of yours")  # whoever else's it may be: not said
-                ended = 1
+                ended = ended_by_owner(1)
         else:
             bottle.abort(400, 'send {"handle": "..."} or {"others": true}')
         if browser():
@@ -269,7 +291,7 @@ def make_app(interface, login_limit=None):
 
     @app.get("/readyz")
     def readyz():
-        with store_errors(warnings):
+        with store_errors(warnings, metrics):
             interface.store.ping()
         return {"status": "ready"}
 
@@ -452,13 +474,6 @@ class LoginLimit:
         self._buckets = OrderedDict()  # client -> (tokens, when)
         self._lock = threading.Lock()
 
-    def check(self, address):
-        """Count a login from `address`, or abort with 429 and Retry-After if it must wait."""
-        wait = self.wait(address)
-        if wait:
-            raise bottle.HTTPError(429, f"too many logins from your address; try again in {wait} s",
-                                   **{"Retry-After": str(wait)})
-
     def wait(self, address):
         """0 if a login from `address` may go ahead (it is counted), else the whole seconds to wait."""
         client = self._client(address)
@@ -572,6 +587,7 @@ class Settings:
     connections_per_client: int  # open connections one client address may hold
     request_timeout: int  # seconds from a request's first byte to its last
     login_rate_limit: int  # logins per minute per client address; 0: no limit
+    admin_port: int | None  # the management listener's port; None: none
     access_log: bool
     max_sessions: int | None  # cap of the embedded store; None: no cap
     random_secret: bool  # no SESSION_SECRET was given
@@ -645,6 +661,7 @@ def settings_from_env(env):
                     connections_per_client=whole("CONNECTIONS_PER_CLIENT", 100, 1, 100_000),
                     request_timeout=whole("REQUEST_TIMEOUT", 10, 1, 3600),
                     login_rate_limit=whole("LOGIN_RATE_LIMIT", 60, 0, 1_000_000),
+                    admin_port=whole("ADMIN_PORT", 0, 0, 65535) if get("ADMIN_PORT") else None,
                     access_log=choice("ACCESS_LOG", "1", {"1": True, "0": False}),
                     max_sessions=whole("SESSION_MEMORY_MAX_SESSIONS", 200_000, 0, 10**9) or None,
                     random_secret=secret is None, options=options)
@@ -688,94 +705,213 @@ def open_mongo_collection(url, name):
     return client.get_default_database(default="sessions")[name]
 
 
+class Unavailable(sessions.StoreUnavailable):
+    """StoreUnavailable with its cause, for the metrics: breaker_open, queue_timeout or slot_timeout."""
+
+    def __init__(self, message, cause):
+        super().__init__(message)
+        self.cause = cause
+
+
+# When the request being served arrived (time.monotonic()), for GuardedStore: set by outermost().
+REQUEST_ARRIVED = contextvars.ContextVar("request_arrived", default=None)
+
+
 class GuardedStore:
-    """A MongoStore that cannot take every thread with it when MongoDB hangs.
+    """A MongoStore that a slow MongoDB does not turn into errors, nor a hung one into a hung service.
 
-    A hung MongoDB holds each request for the whole driver timeout; with every
-    waitress thread waiting, /healthz would queue behind them and an
-    orchestrator would restart a healthy process.  So at most `slots` threads
-    wait on the store (the rest serve requests that need none); a request that
-    finds no slot fails at once if a call has hung for `stalled_after` seconds;
-    and after a connection failure or a timeout (a circuit breaker, open)
-    requests fail fast, but for one probe at a time every `retry_after`
-    seconds; its success closes it."""
+    - At most `slots` calls wait on the store at once (THREADS - 1), so one thread
+      always serves what needs no store.
+    - Each request has `timeout` seconds (the store's own operation timeout) from
+      its arrival: one that already waited that long in waitress's queue is a 503
+      without a store call, and one waits for a slot only for what is left.  Under
+      overload the oldest are shed first: answered later, they would come after the
+      store's own timeout, when their client has likely given up.  A store that
+      answers, however slowly, is never taken for a failed one.
+    - After a connection failure or a timeout (a circuit breaker, open) calls fail
+      at once, but for one probe every `retry_after` seconds; its success closes it.
+      Latency alone never opens it."""
 
-    def __init__(self, store, slots, stalled_after=0.5, retry_after=1.0, clock=time.monotonic):
-        self.store, self.stalled_after, self.retry_after, self.clock = store, stalled_after, retry_after, clock
+    def __init__(self, store, slots, timeout, retry_after=1.0, clock=time.monotonic, metrics=None):
+        self.store, self.timeout, self.retry_after, self.clock = store, timeout, retry_after, clock
+        self.metrics = metrics
         self._slots = threading.BoundedSemaphore(slots)  # raises on a release without an acquire
         self._lock = threading.Lock()
-        self._started = {}  # thread id -> when its store call began
-        self._down, self._probing, self._probe_at = False, False, 0.0
+        self.down, self._probing, self._probe_at = False, False, 0.0
 
     def load(self, *args):
-        return self._call(self.store.load, args)
+        return self._call(self.store.load, *args)
 
     def insert(self, *args, **kwargs):
-        return self._call(lambda: self.store.insert(*args, **kwargs), ())
+        return self._call(self.store.insert, *args, **kwargs)
 
     def compare_and_set(self, *args):
-        return self._call(self.store.compare_and_set, args)
+        return self._call(self.store.compare_and_set, *args)
 
     def touch(self, *args):
-        return self._call(self.store.touch, args)
+        return self._call(self.store.touch, *args)
 
     def delete(self, *args):
-        return self._call(self.store.delete, args)
+        return self._call(self.store.delete, *args)
 
     def owned(self, *args):
-        return self._call(self.store.owned, args)
+        return self._call(self.store.owned, *args)
 
     def delete_owned(self, *args, **kwargs):
-        return self._call(lambda: self.store.delete_owned(*args, **kwargs), ())
+        return self._call(self.store.delete_owned, *args, **kwargs)
 
     def purge(self, *args):
-        return self._call(self.store.purge, args)
+        return self._call(self.store.purge, *args)
 
     def ping(self):
-        return self._call(self.store.ping, ())
+        return self._call(self.store.ping)
 
-    def _call(self, method, args):
+    def _call(self, method, *args, **kwargs):
         with self._lock:
-            probe = self._down and not self._probing and self.clock() >= self._probe_at
-            if self._down and not probe:
-                raise sessions.StoreUnavailable("the store failed; a probe tries it again shortly")
-            if probe:
-                self._probing = True
+            probe = self.down and not self._probing and self.clock() >= self._probe_at
+            if self.down and not probe:
+                raise Unavailable("the store failed; a probe tries it again shortly", "breaker_open")
+            self._probing = self._probing or probe
         try:
-            self._take_slot()
+            arrived = REQUEST_ARRIVED.get()
+            left = self.timeout - (0 if arrived is None else time.monotonic() - arrived)
+            if left <= 0:
+                raise Unavailable("the request waited longer than the store's timeout", "queue_timeout")
+            if not self._slots.acquire(timeout=left):
+                raise Unavailable("no store slot came free within the store's timeout", "slot_timeout")
+            started = self.clock()
             try:
-                self._started[threading.get_ident()] = self.clock()
-                result = method(*args)
+                if self.down and not probe:  # it opened while this call waited for its slot
+                    raise Unavailable("the store failed; a probe tries it again shortly", "breaker_open")
+                result = method(*args, **kwargs)
+            except sessions.StoreUnavailable as exc:
+                cause = exc.__cause__  # MongoStore keeps the driver's error here
+                if isinstance(cause, ConnectionFailure) or getattr(cause, "timeout", False):
+                    self.down, self._probe_at = True, self.clock() + self.retry_after
+                raise
             finally:
-                self._started.pop(threading.get_ident(), None)
                 self._slots.release()
-        except sessions.StoreUnavailable as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ConnectionFailure) or getattr(cause, "timeout", False):
-                self._down, self._probe_at = True, self.clock() + self.retry_after
-            raise
+                if self.metrics:
+                    self.metrics.store_seconds.labels(method.__name__).observe(self.clock() - started)
         finally:
             if probe:
                 self._probing = False
-        self._down = False
+        self.down = False
         return result
 
-    def _take_slot(self):
-        """A slot frees within milliseconds unless a call hangs: then fail at once."""
-        while not self._slots.acquire(timeout=0.02):
-            oldest = min(tuple(self._started.values()), default=None)
-            if oldest is not None and self.clock() - oldest > self.stalled_after:
-                raise sessions.StoreUnavailable("every store slot waits on a call that hangs")
 
-
-def open_store(settings, ensure_indexes=True):
+def open_store(settings, ensure_indexes=True, metrics=None):
     """The store, and its name for the startup line.  Raises ConfigError for a bad MONGO_URL,
     StoreUnavailable if MongoDB cannot make its indexes."""
     if not settings.mongo_url:
         return sessions.MemoryStore(max_sessions=settings.max_sessions), "embedded in-memory"
-    mongo = sessions.MongoStore(open_mongo_collection(settings.mongo_url, settings.collection),
-                                driver_error=PyMongoError, ensure_indexes=ensure_indexes)
-    return GuardedStore(mongo, slots=max(1, settings.threads - 1)), "mongodb"
+    collection = open_mongo_collection(settings.mongo_url, settings.collection)
+    mongo = sessions.MongoStore(collection, driver_error=PyMongoError, ensure_indexes=ensure_indexes)
+    timeout = collection.database.client.options.timeout or MONGO_DEFAULTS["timeoutMS"] / 1000
+    return GuardedStore(mongo, slots=max(1, settings.threads - 1), timeout=timeout, metrics=metrics), "mongodb"
+
+
+def readiness(store):
+    """None if the store answers a ping now, else why not; never waits behind session requests
+    (no store slot) nor longer than READY_TIMEOUT."""
+    if isinstance(store, GuardedStore):
+        if store.down:
+            return "the session store failed; a probe tries it again shortly"
+        store = store.store
+    try:
+        with pymongo.timeout(READY_TIMEOUT):
+            store.ping()
+    except sessions.StoreUnavailable as exc:
+        return f"the session store is unavailable ({exc})"
+    return None
+
+
+# --- What an operator sees: metrics, and the management port ---
+
+
+class Metrics:
+    """Counts an operator watches, in Prometheus's text format (prometheus_client),
+    served on the management port.  One registry per app, so tests build as many as
+    they like.  Names follow Prometheus's conventions: _total counters, _seconds."""
+
+    def __init__(self, store=None):
+        self.registry = registry = prometheus_client.CollectorRegistry(auto_describe=True)
+
+        def counter(name, text, *labels):
+            return prometheus_client.Counter(name, text, labels, registry=registry)
+        self.created = counter("sessions_created_total", "Sessions stored for the first time (logins).")
+        self.regenerated = counter("sessions_regenerated_total",
+                                   "Logins that replaced the session the request arrived with.")
+        self.ended = counter("sessions_ended_total", "Sessions ended: logout, expired (seen on a read), "
+                             "conflict, ended_by_owner.", "reason")
+        self.logins_refused = counter("logins_refused_total", "Logins refused: rate_limit.", "reason")
+        self.unavailable = counter("store_unavailable_responses_total", "503 answers: breaker_open, "
+                                   "queue_timeout, slot_timeout, store_error.", "cause")
+        self.store_seconds = prometheus_client.Histogram(
+            "store_call_duration_seconds", "Session store calls, by operation.", ["operation"], registry=registry)
+        self.request_seconds = prometheus_client.Histogram(
+            "http_request_duration_seconds", "Requests, by route.", ["route"], registry=registry)
+        if store is not None:
+            registry.register(StoreReadings(store))
+
+    def saved(self, session, was_new, replaced, logged_out):
+        """Count what a save did: a new session stored (a login replacing one: regenerated), a logout."""
+        if logged_out:
+            self.ended.labels("logout").inc()
+        elif was_new and not session.is_new:
+            self.created.inc()
+            if replaced:
+                self.regenerated.inc()
+
+    def refused(self, error):
+        if isinstance(error, sessions.SessionConflict):
+            self.ended.labels("conflict").inc()
+        else:
+            self.unavailable.labels(getattr(error, "cause", "store_error")).inc()
+
+
+class StoreReadings:
+    """Metrics read off the store when scraped: the breaker's state, the memory store's size."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        if isinstance(self.store, GuardedStore):
+            yield GaugeMetricFamily("store_breaker_open", "1 while the circuit breaker is open.",
+                                    value=int(self.store.down))
+        if isinstance(self.store, sessions.MemoryStore):
+            yield GaugeMetricFamily("memory_store_sessions", "Live sessions in the in-memory store.",
+                                    value=len(self.store))
+            yield CounterMetricFamily("memory_store_evicted", "Sessions ended early to make room at the cap.",
+                                      value=self.store.evicted)
+
+
+def management_app(store, metrics):
+    """The management port's app: GET /healthz, /readyz and /metrics, nothing about
+    sessions but counts.  Served by its own waitress threads (serve()), so a probe
+    never waits behind session requests."""
+    def app(environ, start_response):
+        method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")
+
+        def answer(status, body, kind="application/json", extra=()):
+            start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body))), *extra])
+            return [b"" if method == "HEAD" else body]
+        if path not in ("/healthz", "/readyz", "/metrics"):
+            return answer("404 Not Found", b'{"error": "not found: /healthz, /readyz and /metrics are here"}')
+        if method not in ("GET", "HEAD"):
+            return answer("405 Method Not Allowed", b'{"error": "only GET and HEAD"}', extra=[("Allow", "GET, HEAD")])
+        if path == "/healthz":
+            return answer("200 OK", b'{"status": "ok"}')
+        if path == "/readyz":
+            problem = readiness(store)
+            if problem:
+                return answer("503 Service Unavailable", json.dumps({"error": problem}).encode())
+            return answer("200 OK", b'{"status": "ready"}')
+        return answer("200 OK", prometheus_client.generate_latest(metrics.registry),
+                      prometheus_client.CONTENT_TYPE_LATEST)
+    return app
 
 
 # --- Serving ---
@@ -786,7 +922,7 @@ FORWARDED = ("HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED
              "HTTP_X_FORWARDED_PORT", "HTTP_X_FORWARDED_BY", "HTTP_FORWARDED")
 
 
-def outermost(app, access_log=None, trust_proxy=None, clock=time.time):
+def outermost(app, access_log=None, trust_proxy=None, clock=time.time, metrics=None):
     """What every request and answer goes through, whatever answers it (Bottle, a route, an error).
 
     In: X-Forwarded-Proto and -For count only from the proxy `trust_proxy` names
@@ -795,9 +931,10 @@ def outermost(app, access_log=None, trust_proxy=None, clock=time.time):
     on the cookie; the rest are errors and health checks, which no cache should
     keep either), and, if `access_log` (anything with write()) is given, one
     line: time, method, path, status, milliseconds.  Never the query string, a
-    cookie or a header: they can carry secrets."""
+    cookie or a header: they can carry secrets.  With `metrics`, its time by route."""
     def handle(environ, start_response):
         started, status, path = clock(), "-", environ.get("PATH_INFO", "")
+        REQUEST_ARRIVED.set(environ.get("service.arrived"))  # for GuardedStore: see harden()
 
         def start(line, headers, exc_info=None):
             nonlocal status
@@ -819,6 +956,9 @@ def outermost(app, access_log=None, trust_proxy=None, clock=time.time):
                 return refuse("the path is not valid UTF-8")
             return app(environ, start)
         finally:
+            if metrics:
+                route = environ.get("bottle.route")  # a route's rule: a label with few values, never a path
+                metrics.request_seconds.labels(route.rule if route else "unmatched").observe(clock() - started)
             if access_log:
                 now = clock()
                 # As the client sent it (PEP 3333: bytes as latin-1), escaped: no raw control characters.
@@ -861,14 +1001,15 @@ def harden(listeners, trust_proxy, connections_per_client):
     function swaps in its parser, error task and channel classes:
     - RFC 9112 section 6.3: a request with both Content-Length and Transfer-Encoding,
       whatever its HTTP version, may be a smuggling attempt: a 400, connection closed;
-    - each request records when its first byte came, for close_late_requests();
+    - each request records when its first byte came, for close_late_requests() and,
+      as environ["service.arrived"], for GuardedStore's timeout;
     - a client address with `connections_per_client` connections open gets a 429 at
       once, so one client cannot take every connection (the trusted proxy speaks for
       many clients and is not capped: it caps them itself);
     - waitress's own errors (a malformed request, a body over its cap) are JSON too."""
     from waitress.channel import HTTPChannel
     from waitress.parser import HTTPRequestParser, ParsingError
-    from waitress.task import ErrorTask
+    from waitress.task import ErrorTask, WSGITask
 
     class StrictParser(HTTPRequestParser):
         def __init__(self, adj):
@@ -891,8 +1032,14 @@ def harden(listeners, trust_proxy, connections_per_client):
             self.content_length = len(body)
             self.write(body)
 
+    class StampedTask(WSGITask):
+        def get_environment(self):
+            environ = super().get_environment()
+            environ["service.arrived"] = self.request.started
+            return environ
+
     class GuardedChannel(HTTPChannel):
-        parser_class, error_task_class = StrictParser, JSONErrorTask
+        parser_class, error_task_class, task_class = StrictParser, JSONErrorTask, StampedTask
 
         def __init__(self, server, sock, addr, adj, map=None):
             super().__init__(server, sock, addr, adj, map)
@@ -949,13 +1096,15 @@ def drain(listeners, channels, wait_for=DRAIN_FOR, quiet_for=1.0):
         wasyncore.loop(timeout=0.05, map=channels, count=1, use_poll=True)
 
 
-def serve(app, settings, store_kind, stopping):
+def serve(app, settings, store_kind, stopping, management=None):
     """Serve with waitress until `stopping` is set (SIGINT/SIGTERM), then stop
-    accepting, let in-flight requests finish (at most DRAIN_FOR seconds) and return."""
+    accepting, let in-flight requests finish (at most DRAIN_FOR seconds) and return.
+    `management`: the management port's app, served by threads of its own."""
     from waitress import wasyncore
     from waitress.server import BaseWSGIServer, create_server
 
-    channels = {}  # waitress's socket map: listeners and connections
+    channels, admin_channels = {}, {}  # waitress's socket maps: listeners and connections
+    port = settings.port
     try:
         server = create_server(
             app, map=channels, host=settings.host, port=settings.port, threads=settings.threads,
@@ -966,14 +1115,26 @@ def serve(app, settings, store_kind, stopping):
             # waitress holds a whole body before the app reads it: no more than the app reads (and
             # room for chunk headers), so a large unfinished body costs neither memory nor a file.
             max_request_body_size=MAX_BODY + 1024)
+        if management is not None:
+            port = settings.admin_port
+            admin = create_server(management, map=admin_channels, host=settings.host, port=port,
+                                  threads=2, ident="", asyncore_use_poll=True, channel_timeout=IDLE_TIMEOUT,
+                                  clear_untrusted_proxy_headers=False, max_request_body_size=1024)
     except (OSError, ValueError) as exc:  # port in use, no such address
-        log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc)
+        log.error("cannot listen on %s:%s: %s", settings.host, port, exc)
+        wasyncore.close_all(channels)
         return False
     listeners = [ch for ch in channels.values() if isinstance(ch, BaseWSGIServer)]
     harden(listeners, settings.trust_proxy, settings.connections_per_client)
     for listener in listeners:
-        host = f"[{listener.effective_host}]" if ":" in listener.effective_host else listener.effective_host
-        log.info("listening on http://%s:%s (store: %s)", host, listener.effective_port, store_kind)
+        log.info("listening on %s (store: %s)", url_of(listener), store_kind)
+    if management is not None:
+        admin_listeners = [ch for ch in admin_channels.values() if isinstance(ch, BaseWSGIServer)]
+        harden(admin_listeners, None, settings.connections_per_client)
+        for listener in admin_listeners:
+            log.info("management port %s: /healthz, /readyz, /metrics", url_of(listener))
+        threading.Thread(target=wasyncore.loop, daemon=True, name="management",
+                         kwargs={"timeout": 0.5, "map": admin_channels, "use_poll": True}).start()
     checked = 0.0
     while not stopping.is_set():
         wasyncore.loop(timeout=0.5, map=channels, count=1, use_poll=True)
@@ -985,7 +1146,15 @@ def serve(app, settings, store_kind, stopping):
     drain(listeners, channels)
     server.task_dispatcher.shutdown(timeout=1)
     wasyncore.close_all(channels)
+    if management is not None:
+        admin.task_dispatcher.shutdown(timeout=1)
+        wasyncore.close_all(admin_channels)
     return True
+
+
+def url_of(listener):
+    host = listener.effective_host
+    return f"http://[{host}]:{listener.effective_port}" if ":" in host else f"http://{host}:{listener.effective_port}"
 
 
 def warn_about(settings):
@@ -1025,7 +1194,8 @@ def main(env=os.environ):
     else:
         log.info("ensuring the TTL index on '%s.expires' and the owner index", settings.collection)
     try:
-        store, kind = open_store(settings)
+        metrics = Metrics()
+        store, kind = open_store(settings, metrics=metrics)
     except ConfigError as exc:
         print(f"service.py: {exc}", file=sys.stderr)
         return 2
@@ -1034,11 +1204,13 @@ def main(env=os.environ):
             return 0
         log.error("could not ensure the indexes: MongoDB did not answer (%s)", exc)
         return 1
+    metrics.registry.register(StoreReadings(store))
     interface = sessions.SessionInterface(store, settings.options)
     login_limit = LoginLimit(settings.login_rate_limit) if settings.login_rate_limit else None
-    app = outermost(make_app(interface, login_limit), sys.stderr if settings.access_log else None,
-                    settings.trust_proxy)
-    return 0 if stopping.is_set() or serve(app, settings, kind, stopping) else 1
+    app = outermost(make_app(interface, login_limit, metrics), sys.stderr if settings.access_log else None,
+                    settings.trust_proxy, metrics=metrics)
+    management = None if settings.admin_port is None else outermost(management_app(store, metrics))
+    return 0 if stopping.is_set() or serve(app, settings, kind, stopping, management) else 1
 
 
 if __name__ == "__main__":

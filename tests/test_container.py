@@ -181,12 +181,15 @@ def test_image_config_is_the_recipe(image):
     assert config["User"].split(":")[0] not in ("", "0", "root")
     assert config["StopSignal"] == "SIGTERM"
     assert "4000/tcp" in config["ExposedPorts"]
-    assert {key: env.get(key) for key in ("HOST", "PORT", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE")} == {
-        "HOST": "0.0.0.0", "PORT": "4000", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    keys = ("HOST", "PORT", "ADMIN_PORT", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE")
+    assert {key: env.get(key) for key in keys} == {"HOST": "0.0.0.0", "PORT": "4000", "ADMIN_PORT": "9000",
+                                                   "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    assert "9000/tcp" not in config["ExposedPorts"]  # the management port is not for the world
     assert env["PATH"].startswith("/opt/venv/bin:")
     assert not any(key.startswith("PIP") for key in env)  # the build's CA path stays in the build
     test = config["Healthcheck"]["Test"]
     assert test[:3] == ["CMD", "python", "-c"] and "urllib.request" in test[3] and "/healthz" in test[3]
+    assert "ADMIN_PORT" in test[3]  # the probe that never queues behind session requests
 
 
 def canonical(name):
@@ -231,8 +234,8 @@ def test_service_runs_from_the_image_and_writes_nothing_outside_tmp(image, conta
     assert buildah_changes <= BUILDAH_OWN, buildah_changes
 
     # 2. The image's CMD, on a port the service picks (PORT=0) on the image's HOST (0.0.0.0).
-    argv = ["buildah", "run", "--isolation", "chroot", "--env", "PORT=0", "--env", "SESSION_SECRET=container-secret",
-            name, "--", *config["Cmd"]]
+    argv = ["buildah", "run", "--isolation", "chroot", "--env", "PORT=0", "--env", "ADMIN_PORT=0",
+            "--env", "SESSION_SECRET=container-secret", name, "--", *config["Cmd"]]
     with Child(argv, ready=LISTENING, timeout=60) as service:
         assert "listening on http://0.0.0.0:" in service.log()
         pid, service_uid = service_process(service.pid, ["python", *config["Cmd"][1:]])
@@ -245,7 +248,8 @@ def test_service_runs_from_the_image_and_writes_nothing_outside_tmp(image, conta
         assert "HttpOnly" in login.set_cookies()[0]
         assert client.get("/name").json() == {"name": "Alice"}
         healthcheck = config["Healthcheck"]["Test"][1:]  # ["CMD", ...]: exec form, no shell
-        assert in_container(container, *healthcheck, env=[f"PORT={service.port}"], check=False).returncode == 0
+        admin = int(re.search(r"management port http://\S+:(\d+)", service.wait_for("management port")).group(1))
+        assert in_container(container, *healthcheck, env=[f"ADMIN_PORT={admin}"], check=False).returncode == 0
         assert client.post("/logout").json() == {"loggedOut": True}
         assert client.get("/name").status == 404
 
@@ -256,7 +260,7 @@ def test_service_runs_from_the_image_and_writes_nothing_outside_tmp(image, conta
         assert "Traceback" not in service.log(), service.log()
 
     # 5. With the service gone the HEALTHCHECK fails (so it can).
-    assert in_container(container, *healthcheck, env=[f"PORT={service.port}"], check=False).returncode == 1
+    assert in_container(container, *healthcheck, env=[f"ADMIN_PORT={admin}"], check=False).returncode == 1
 
     # 6. Read-only root: the service's run (and the HEALTHCHECK runs) changed no path outside /tmp beyond what
     #    the control run showed buildah itself changes; a write anywhere else adds or changes that path's entry.

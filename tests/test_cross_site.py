@@ -63,3 +63,28 @@ def test_an_origin_of_this_very_host_is_served(client):
 def test_fetch_metadata_wins_over_a_matching_origin(client):
     client.post_json("/", {"name": "A"}, headers={"Origin": "http://localhost:80", "Sec-Fetch-Site": "cross-site"},
                      status=403)
+
+
+@pytest.mark.parametrize("origin, https", [
+    ("evil://localhost:80", False),  # another scheme, the same host
+    ("https://localhost:80", False),  # claims TLS the request did not come over
+    ("http://localhost:80", True),  # a plain-HTTP page posting to this HTTPS site
+])
+def test_the_origins_scheme_must_be_this_requests(make_client, mongo, origin, https):
+    client = make_client(https=https)
+    response = client.post_json("/", {"name": "A"}, headers={"Origin": origin, "Host": "localhost:80"}, status=403)
+    assert response.json["error"].startswith("cross-site form posts are refused")
+    assert mongo.count_documents({}) == 0
+
+
+def test_a_scheme_mismatch_on_this_very_host_names_the_likely_fix(make_client):
+    # Behind a TLS proxy that is not trusted, the browser says https and the request looks like http.
+    response = make_client().post_json("/", {"name": "A"}, headers={"Origin": "https://localhost:80",
+                                                                  "Host": "localhost:80"}, status=403)
+    assert "TRUST_PROXY" in response.json["error"]
+
+
+def test_an_https_origin_of_an_https_request_is_served(make_client):
+    response = make_client(https=True).post_json("/", {"name": "A"}, headers={"Origin": "https://localhost:80",
+                                                                            "Host": "localhost:80"})
+    assert response.json == {"name": "A"}

@@ -1,6 +1,7 @@
 """service.GuardedStore: a bound on threads waiting on the store, and a circuit breaker."""
 
 import threading
+import time
 
 import pymongo.errors
 import pytest
@@ -37,7 +38,7 @@ def store():
 
 @pytest.fixture
 def guarded(store, clock):
-    return service.GuardedStore(store, slots=1, clock=clock)
+    return service.GuardedStore(store, slots=1, timeout=5, clock=clock)
 
 
 def test_a_store_error_becomes_store_unavailable(guarded, store):
@@ -82,25 +83,51 @@ def test_an_error_that_is_not_about_the_connection_leaves_the_breaker_closed(gua
     assert store.calls == 2
 
 
-def test_while_a_call_hangs_others_fail_at_once_and_only_after_stalled_after(store, clock):
-    guarded = service.GuardedStore(store, slots=1, clock=clock)
+def test_while_a_call_hangs_a_caller_waits_for_a_slot_only_as_long_as_the_timeout(store):
+    guarded = service.GuardedStore(store, slots=1, timeout=0.3)
     store.release = threading.Event()
     hung = threading.Thread(target=guarded.ping)
     hung.start()
     try:
         while store.calls == 0:  # the hung call holds the only slot
             threading.Event().wait(0.01)
-        clock.advance(guarded.stalled_after + 0.01)
-        with pytest.raises(sessions.StoreUnavailable, match="hangs"):
+        started = time.monotonic()
+        with pytest.raises(service.Unavailable, match="no store slot") as caught:
             guarded.ping()
-        assert store.calls == 1
+        assert caught.value.cause == "slot_timeout" and 0.3 <= time.monotonic() - started < 2
+        assert store.calls == 1 and guarded.down is False  # waiting is not failing: the breaker stays closed
     finally:
         store.release.set()
         hung.join(10)
 
 
+def test_a_request_that_waited_past_the_timeout_in_the_queue_is_shed_without_a_store_call(store):
+    guarded = service.GuardedStore(store, slots=1, timeout=5)
+    token = service.REQUEST_ARRIVED.set(time.monotonic() - 5.01)  # it arrived 5 s ago
+    try:
+        with pytest.raises(service.Unavailable) as caught:
+            guarded.ping()
+        assert caught.value.cause == "queue_timeout" and store.calls == 0
+    finally:
+        service.REQUEST_ARRIVED.reset(token)
+    guarded.ping()  # a request that just arrived is served
+    assert store.calls == 1
+
+
+def test_latency_alone_never_opens_the_breaker(store):
+    class Slow(type(store)):
+        def ping(self):
+            super().ping()
+            threading.Event().wait(0.05)  # slow, but within the timeout
+    slow = Slow()
+    guarded = service.GuardedStore(slow, slots=2, timeout=5)
+    results = []
+    run_threads(lambda _: results.append(guarded.ping() is None), range(12))
+    assert results == [True] * 12 and guarded.down is False and slow.calls == 12
+
+
 def test_a_busy_but_healthy_store_makes_callers_wait_for_a_slot_not_fail(store):
-    guarded = service.GuardedStore(store, slots=2, clock=Clock())  # the clock stands still: nothing ever stalls
+    guarded = service.GuardedStore(store, slots=2, timeout=5)
     results = []
     run_threads(lambda _: results.append(guarded.ping() is None), range(16))
     assert results == [True] * 16 and store.calls == 16
@@ -122,54 +149,15 @@ def test_at_most_slots_calls_wait_on_the_store_at_once():
             with self.lock:
                 self.running -= 1
     store, results = Counting(), []
-    guarded = service.GuardedStore(store, slots=3, clock=Clock())  # the clock stands still: nothing stalls
+    guarded = service.GuardedStore(store, slots=3, timeout=5)
     run_threads(lambda _: results.append(guarded.ping() is None), range(12))
     assert results == [True] * 12 and store.most == 3 and store.running == 0
 
 
-def test_a_caller_already_waiting_for_a_slot_fails_once_the_call_ahead_has_hung(store):
-    class Watched(Clock):  # remembers which threads read it
-        def __init__(self):
-            super().__init__()
-            self.readers = set()
-
-        def __call__(self):
-            self.readers.add(threading.get_ident())
-            return super().__call__()
-    clock = Watched()
-    guarded = service.GuardedStore(store, slots=1, clock=clock)
-    store.release, outcome = threading.Event(), []
-    hung = threading.Thread(target=guarded.ping)
-    hung.start()
-
-    def waiter():
-        try:
-            guarded.ping()
-            outcome.append("answered")
-        except sessions.StoreUnavailable as exc:
-            outcome.append(str(exc))
-    try:
-        while store.calls == 0:  # the hung call holds the only slot
-            threading.Event().wait(0.01)
-        waiting = threading.Thread(target=waiter)
-        waiting.start()
-        for _ in range(500):  # until the waiter has looked at how long the call ahead has run, and waits on
-            if waiting.ident in clock.readers:
-                break
-            threading.Event().wait(0.01)
-        assert waiting.ident in clock.readers and outcome == []  # not hung for stalled_after yet: it waits its turn
-        clock.advance(guarded.stalled_after + 0.01)
-        waiting.join(5)
-        assert outcome == ["every store slot waits on a call that hangs"] and store.calls == 1
-    finally:
-        store.release.set()
-        hung.join(10)
-
-
 def test_a_call_that_has_finished_is_never_taken_for_one_that_hangs(store, clock):
-    guarded = service.GuardedStore(store, slots=1, clock=clock)
+    guarded = service.GuardedStore(store, slots=1, timeout=5, clock=clock)
     guarded.ping()  # finished long ago, by the time the others come
-    clock.advance(guarded.stalled_after * 10)
+    clock.advance(100)
     store.release, answers = threading.Event(), []
     holding = threading.Thread(target=lambda: answers.append(guarded.ping()))
     holding.start()
@@ -207,7 +195,7 @@ class FlakyStore:
 
 
 def test_the_guarded_store_passes_calls_through(clock):
-    guarded = service.GuardedStore(sessions.MemoryStore(clock=clock), slots=2, clock=clock)
+    guarded = service.GuardedStore(sessions.MemoryStore(clock=clock), slots=2, timeout=5, clock=clock)
     guarded.insert("a", sessions.Record("{}", T0 + 60))
     assert guarded.load("a", T0)[:2] == ("{}", T0 + 60)
     assert guarded.compare_and_set("a", "{}", sessions.Record("1", T0 + 60), T0) is True
@@ -217,15 +205,15 @@ def test_the_guarded_store_passes_calls_through(clock):
 
 
 def test_the_guarded_stores_defaults():
-    guarded = service.GuardedStore(sessions.MemoryStore(), slots=1)
-    assert (guarded.stalled_after, guarded.retry_after) == (0.5, 1.0)
+    guarded = service.GuardedStore(sessions.MemoryStore(), slots=1, timeout=5)
+    assert (guarded.timeout, guarded.retry_after) == (5, 1.0)
 
 
 @pytest.mark.parametrize("error", ["AutoReconnect", "ServerSelectionTimeoutError", "NetworkTimeout",
                                    "ExecutionTimeout"])
 def test_a_connection_failure_or_timeout_opens_the_breaker_until_a_probe_succeeds(clock, error):
     store = FlakyStore(STORE_ERRORS[error](), STORE_ERRORS[error]())
-    guarded = service.GuardedStore(store, slots=2, retry_after=1.0, clock=clock)
+    guarded = service.GuardedStore(store, slots=2, timeout=5, retry_after=1.0, clock=clock)
     with pytest.raises(sessions.StoreUnavailable, match=error) as caught:
         guarded.load("a", T0)
     assert isinstance(caught.value.__cause__, pymongo.errors.PyMongoError)
@@ -250,7 +238,7 @@ def test_a_connection_failure_or_timeout_opens_the_breaker_until_a_probe_succeed
 @pytest.mark.parametrize("error", ["OperationFailure", "WriteConcernError"])
 def test_an_error_that_is_no_outage_fails_only_its_own_request(clock, error):
     store = FlakyStore(STORE_ERRORS[error]())
-    guarded = service.GuardedStore(store, slots=2, clock=clock)
+    guarded = service.GuardedStore(store, slots=2, timeout=5, clock=clock)
     with pytest.raises(sessions.StoreUnavailable, match=error):
         guarded.load("a", T0)
     assert guarded.load("a", T0)[:2] == ("{}", T0 + 60)  # the breaker stayed closed
@@ -271,7 +259,7 @@ def test_only_one_probe_at_a_time(clock):
             return super().load(sid, now)
 
     store = SlowStore(STORE_ERRORS["AutoReconnect"]())
-    guarded = service.GuardedStore(store, slots=4, retry_after=1.0, clock=clock)
+    guarded = service.GuardedStore(store, slots=4, timeout=5, retry_after=1.0, clock=clock)
     with pytest.raises(sessions.StoreUnavailable):
         guarded.load("a", T0)
     clock.advance(1.0)
@@ -287,8 +275,8 @@ def test_only_one_probe_at_a_time(clock):
     assert guarded.load("a", T0)[:2] == ("{}", T0 + 60)  # closed by the probe's success
 
 
-@pytest.mark.parametrize("busy_for", [0, 0.5])  # 0.5: exactly stalled_after is not yet a stall
-def test_a_request_waits_for_a_slot_that_is_not_stalled(clock, busy_for):
+@pytest.mark.parametrize("busy_for", [0, 0.5])  # however long the call ahead has run by the clock
+def test_a_request_waits_for_a_slot_while_its_time_lasts(clock, busy_for):
     import threading
     entered, release = threading.Event(), threading.Event()
 
@@ -299,7 +287,7 @@ def test_a_request_waits_for_a_slot_that_is_not_stalled(clock, busy_for):
                 release.wait(10)
             return (sid, 1.0)
 
-    guarded = service.GuardedStore(BusyStore(), slots=1, stalled_after=0.5, clock=clock)
+    guarded = service.GuardedStore(BusyStore(), slots=1, timeout=5, clock=clock)
     busy = threading.Thread(target=guarded.load, args=("busy", T0))
     busy.start()
     assert entered.wait(10)
@@ -320,7 +308,8 @@ def test_after_the_breaker_closes_requests_run_side_by_side_again(clock):
                 release.wait(10)
             return super().load(sid, now)
 
-    guarded = service.GuardedStore(Store(STORE_ERRORS["AutoReconnect"]()), slots=4, retry_after=1.0, clock=clock)
+    guarded = service.GuardedStore(Store(STORE_ERRORS["AutoReconnect"]()), slots=4, timeout=5, retry_after=1.0,
+                                   clock=clock)
     with pytest.raises(sessions.StoreUnavailable):
         guarded.load("a", T0)
     clock.advance(1.0)

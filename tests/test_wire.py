@@ -67,7 +67,7 @@ def test_the_seed_flow_stores_connect_mongos_document(service, db):
     user = user_of(service)
     assert user.post("/", {"name": "Alice"}).json() == {"name": "Alice"}
     [doc] = db.find()
-    assert list(doc) == ["_id", "expires", "session", "createdAt", "lastModified"]
+    assert list(doc) == ["_id", "expires", "session", "owner", "createdAt", "lastModified"]
     assert isinstance(doc["expires"], datetime.datetime) and isinstance(doc["session"], str)
     data = json.loads(doc["session"])
     assert data["user"] == {"name": "Alice", "isLoggedIn": True}

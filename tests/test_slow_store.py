@@ -1,0 +1,139 @@
+"""A slow store is not a dead one: over sockets, with the wire server slowed by a
+proxy that holds every reply (tests/support/delayproxy.py), many readers at once.
+The management port's /healthz answers within 1 s whatever the store does; a
+store that answers is never taken for a failed one (the breaker stays closed, no
+503 but for requests shed because they waited past the timeout); a hung or dead
+store is a 503 within the timeout."""
+
+import http.client
+import re
+import threading
+import time
+
+import pytest
+
+from support.delayproxy import start_delay_proxy
+from support.realhttp import Client, start_service
+from support.wireserver import start_wire_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+READERS = 150
+SECONDS = 6  # of reading, per case
+TIMEOUT_MS = 2000  # the store's operation timeout in MONGO_URL
+
+
+def management_port(service):
+    line = service.wait_for(r"management port http://\S+:(\d+)", timeout=10)
+    assert line is not None, service.log()
+    return int(re.search(r"management port http://\S+:(\d+)", line).group(1))
+
+
+def read_for(service, cookie, seconds, readers):
+    """`readers` threads reading GET /name with `cookie` for `seconds`: [(status, seconds), ...]."""
+    answers, lock, stop = [], threading.Lock(), time.monotonic() + seconds
+
+    def reader(_):
+        connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+        try:
+            while time.monotonic() < stop:
+                started = time.monotonic()
+                try:
+                    connection.request("GET", "/name", headers={"Cookie": cookie})
+                    response = connection.getresponse()
+                    response.read()
+                    status = response.status
+                except (OSError, http.client.HTTPException) as exc:
+                    status = type(exc).__name__
+                    connection.close()  # the next request opens a new connection
+                with lock:
+                    answers.append((status, time.monotonic() - started))
+        finally:
+            connection.close()
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(readers)]
+    for thread in threads:
+        thread.start()
+    return threads, answers
+
+
+def probe_while(threads, port):
+    """The management port's /healthz every 0.25 s while the threads run: their times."""
+    times = []
+    while any(thread.is_alive() for thread in threads):
+        started = time.monotonic()
+        assert Client("127.0.0.1", port, timeout=10).get("/healthz").status == 200
+        times.append(time.monotonic() - started)
+        time.sleep(0.25)
+    for thread in threads:
+        thread.join(60)
+    return times
+
+
+def metric(service_admin_port, name, **labels):
+    text = Client("127.0.0.1", service_admin_port).get("/metrics").body.decode()
+    wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+    found = [line.split()[-1] for line in text.splitlines() if line.startswith(wanted + " ")]
+    return float(found[0]) if found else 0.0
+
+
+@pytest.fixture(scope="module")
+def wire():
+    server = start_wire_server()  # its own: the hung and dead cases make it hang and kill it
+    yield server
+    server.kill()
+
+
+def run_case(store_url, behaviour, wire=None):
+    env = {"MONGO_URL": store_url + f"slow?timeoutMS={TIMEOUT_MS}", "ADMIN_PORT": "0",
+           "CONNECTIONS_PER_CLIENT": "1000", "LOGIN_RATE_LIMIT": "0", "ACCESS_LOG": "0"}
+    service = start_service(env)
+    try:
+        port = management_port(service)
+        user = Client("127.0.0.1", service.port)
+        assert user.post("/", {"name": "Ann"}).status == 200
+        cookie = "; ".join(f"{k}={v}" for k, v in user.jar.items())
+        if behaviour == "hung":
+            wire.set_fault("hang")
+        elif behaviour == "down":
+            wire.kill()
+        threads, answers = read_for(service, cookie, SECONDS, READERS)
+        probes = probe_while(threads, port)
+        statuses = [status for status, _ in answers]
+        causes = {cause: metric(port, "store_unavailable_responses_total", cause=cause)
+                  for cause in ("breaker_open", "queue_timeout", "slot_timeout", "store_error")}
+        served = statuses.count(200)
+        print(f"{behaviour}: {len(answers)} reads by {READERS} readers: {served} served, "
+              f"{statuses.count(503)} 503 {causes}; management /healthz worst {max(probes):.3f} s "
+              f"over {len(probes)} probes; slowest read {max(s for _, s in answers):.2f} s")
+        return statuses, answers, probes, causes
+    finally:
+        service.kill()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.45])
+def test_a_store_that_answers_is_never_taken_for_a_failed_one(wire, delay):
+    proxy = start_delay_proxy(wire.port, delay)
+    try:
+        statuses, answers, probes, causes = run_case(proxy.url, f"delay {delay} s")
+    finally:
+        proxy.kill()
+    assert max(probes) < 1
+    assert set(statuses) <= {200, 503} and statuses.count(200) > 0
+    assert causes["breaker_open"] == causes["store_error"] == 0  # nothing failed: only waiting was shed
+    assert statuses.count(503) == causes["queue_timeout"] + causes["slot_timeout"]
+    # Served or shed, nobody waits past the timeout by more than one store call and the margin.
+    assert max(seconds for _, seconds in answers) < TIMEOUT_MS / 1000 + delay + 1.5
+    if delay == 0:
+        assert statuses.count(503) == 0
+
+
+@pytest.mark.parametrize("behaviour", ["hung", "down"])
+def test_a_hung_or_dead_store_is_a_503_within_the_timeout_and_the_probe_stays_fast(behaviour):
+    wire = start_wire_server()
+    try:
+        statuses, answers, probes, causes = run_case(wire.url, behaviour, wire)
+    finally:
+        wire.kill()
+    assert max(probes) < 1
+    assert set(statuses) == {503}
+    assert max(seconds for _, seconds in answers) < TIMEOUT_MS / 1000 + 1.5
