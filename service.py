@@ -194,6 +194,7 @@ def make_app(interface, login_limit=None, metrics=None):
     `login_limit`: a LoginLimit, or None for none; `metrics`: a Metrics, or None."""
     app = bottle.Bottle()
     app.default_error_handler = json_error
+    app.error_handler[503] = unavailable
     warnings = Summarised(log)
     app.install(SessionPlugin(interface, warnings=warnings, metrics=metrics))
 
@@ -204,7 +205,12 @@ def make_app(interface, login_limit=None, metrics=None):
 
     @app.get("/")
     def page(session):
-        return teaching_page(interface, session)
+        listed = []
+        if logged_in_name(session) is not None and session.owner is not None:
+            with store_errors(warnings, metrics):
+                current = interface.handle(session)
+                listed = [describe(info, current) for info in interface.list_sessions(session.owner)]
+        return teaching_page(interface, session, listed=listed)
 
     @app.post("/")
     def login(session):
@@ -229,20 +235,21 @@ def make_app(interface, login_limit=None, metrics=None):
         session["user"] = {"name": name, "isLoggedIn": True}
         session.owner = name  # anyone may log in under any name here: "your sessions" are this name's
         if browser():
-            bottle.redirect("/", 303)  # POST/redirect/GET: a reload does not post again
+            bottle.redirect("/?done=login", 303)  # POST/redirect/GET: a reload does not post again
         return {"name": name}
 
     @app.post("/logout")
     def logout(session):
         refuse_cross_site()
         answer = {"loggedOut": True}
-        if flag(read_fields(bottle.request.environ, optional=True), "everywhere"):
+        everywhere = flag(read_fields(bottle.request.environ, optional=True), "everywhere")
+        if everywhere:
             owner = requester(session)
             with store_errors(warnings, metrics):
                 answer["ended"] = ended_by_owner(interface.end_sessions(owner))  # this one's cookie: below
         session.destroy()
         if browser():
-            bottle.redirect("/", 303)
+            bottle.redirect("/?done=everywhere" if everywhere else "/?done=logout", 303)
         return answer
 
     @app.get("/sessions")
@@ -265,6 +272,8 @@ def make_app(interface, login_limit=None, metrics=None):
         elif isinstance(handle, str):
             if handle == interface.handle(session):
                 session.destroy()  # ending the session making the request is a logout
+                if browser():
+                    bottle.redirect("/?done=logout", 303)
                 ended = 1
             else:
                 with store_errors(warnings, metrics):
@@ -275,7 +284,7 @@ def make_app(interface, login_limit=None, metrics=None):
         else:
             bottle.abort(400, 'send {"handle": "..."} or {"others": true}')
         if browser():
-            bottle.redirect("/", 303)
+            bottle.redirect("/?done=ended", 303)
         return {"ended": ended}
 
     @app.get("/name")
@@ -503,69 +512,170 @@ PAGE = bottle.SimpleTemplate("""<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>
 body { font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #222 }
 .panel { background: #f5f5f2; border: 1px solid #ddd; border-radius: 6px; padding: 0 1rem 1rem; margin-top: 2rem }
-code, pre { font: 14px ui-monospace, monospace } pre { white-space: pre-wrap; word-break: break-all }
-.error { color: #a00 } dt { font-weight: 600 } dd { margin: 0 0 .6rem }
+code, pre { font: 14px ui-monospace, monospace } pre { white-space: pre-wrap; overflow-wrap: break-word }
+.error { color: #a00 } .done { background: #eef6ee; padding: .5rem 1rem; border-radius: 6px }
+dt { font-weight: 600 } dd { margin: 0 0 .6rem } .actions form, li form { display: inline }
+table { border-collapse: collapse } td { padding: .1rem .8rem .1rem 0; vertical-align: top }
 </style></head><body><h1>Sessions, seen from the server</h1>
 % if error:
 <p class="error" role="alert">{{error}}</p>
 % end
+% if done:
+<p class="done" role="status">{{done}}</p>
+% end
 % if name:
 <p>Signed in as <strong>{{name}}</strong>.</p>
-<form method="post" action="/logout"><button>Log out</button></form>
+<div class="actions"><form method="post" action="/logout"><button>Log out</button></form>
+<form method="post" action="/logout"><input type="hidden" name="everywhere" value="1">
+<button>Log out everywhere</button></form></div>
 % else:
 <form method="post" action="/"><label>Your name <input name="name" maxlength="100" required autofocus></label>
 <button>Sign in</button></form>
 % end
+% if listed:
+<section class="panel"><h2>Your sessions</h2>
+<p>Every browser signed in under the name {{name}}. Anyone may sign in under any name in this demo, so
+these are the sessions under this name; a real application lists a real user's.</p><ul>
+%   for entry in listed:
+<li>{{entry["client"] or "an unknown client"}}, signed in {{entry["started"] or "at an unknown time"}}
+%     if entry["current"]:
+(this browser)
+%     end
+<form method="post" action="/sessions/end"><input type="hidden" name="handle"
+ value="{{entry['handle']}}"><button>End</button></form></li>
+%   end
+</ul>
+%   if len(listed) > 1:
+<form method="post" action="/sessions/end"><input type="hidden" name="others" value="1">
+<button>End all other sessions</button></form>
+%   end
+</section>
+% end
 <section class="panel"><h2>What the server sees</h2>
 % if raw is None:
-<p>Your browser sent no session cookie.</p>
+<p>Your browser sent no session cookie. Nothing is stored for a visitor who has not signed in,
+so there is no cookie to send: a bot that never signs in costs the store nothing.</p>
 % else:
-<dl><dt>Cookie <code>{{cookie_name}}</code> as sent, URL-decoded (on the wire <code>s:</code> is <code>s%3A</code>)</dt>
+<p>Cookie <code>{{cookie_name}}</code>, as your browser sent it (URL-decoded; on the wire
+<code>s:</code> is <code>s%3A</code>), in three parts:</p>
+<dl>
 %   if raw.startswith("s:"):
-<dd><code>s:</code> prefix &middot; id <code>{{sid[:6]}}&hellip;</code> &middot;
-signature <code>{{signature[:6]}}&hellip;</code> &mdash;
-the signature {{"verified" if verified else "did not verify"}}</dd>
+<dt><code>s:</code></dt><dd>this value is signed by the server (express-session's marker)</dd>
+<dt>id <code>{{sid[:6]}}&hellip;</code></dt><dd>a random name (192 bits) for the document the server
+stores; no more than its first 6 characters are shown, because a script that read the page could
+replay a whole id, which would undo HttpOnly</dd>
+<dt>signature <code>{{signature[:6]}}&hellip;</code></dt><dd>HMAC-SHA256 of the id under the server's
+secret: proof that this server issued the id. The server recomputes it and compares the two in
+constant time: the signature {{"verified" if verified else "did not verify"}}.</dd>
 %   else:
-<dd><code>{{raw[:6]}}&hellip;</code> &mdash; no <code>s:</code> prefix, so not a signed id: ignored</dd>
+<dt><code>{{raw[:6]}}&hellip;</code></dt><dd>no <code>s:</code> prefix, so not a signed id: ignored</dd>
 %   end
-%   if session.is_new:
-<dt>Stored document</dt><dd>none: this cookie names no live session</dd></dl>
+</dl>
+%   if not verified:
+<p><strong>No session:</strong> this server did not issue this cookie, or it was changed on the way
+(one changed character changes the signature). Without the secret nobody can make a signature that
+verifies, so the cookie is ignored without even asking the store.</p>
+%   elif session.is_new:
+<p><strong>No session:</strong> the signature is right, but this cookie names no live session: the
+store holds no document under its id any more (you logged out, it expired, or it was ended from
+another browser). An id alone is worth nothing; only the stored document makes it a session.</p>
 %   else:
-<dt>Stored document</dt><dd><pre>{ _id: "{{session.id[:6]}}&hellip;",
+<h3>The stored document</h3>
+<p>One document per session, as connect-mongo stores it; <code>session</code> is one JSON string,
+shown here laid out. A Node.js service reading it would see the same data.</p>
+<pre>{ _id: "{{session.id[:6]}}&hellip;",
   expires: ISODate("{{expires}}"),
-  session: '{{session.stored}}' }</pre></dd>
-<dt>Lifetimes</dt><dd>idle: gone in {{idle}} unless used; absolute: {{absolute}}</dd></dl>
+  owner: {{repr(session.owner) if session.owner else "(none)"}},
+  session: '{{stored}}',
+  createdAt: &hellip;, lastModified: &hellip;, client: &hellip; }</pre>
+<p><code>owner</code>, <code>createdAt</code>, <code>lastModified</code> and <code>client</code> (the browser
+that signed in) are what "Your sessions" lists; connect-mongo leaves them alone.</p>
+<h3>When it ends</h3>
+<table>
+<tr><td>signed in</td><td>{{started}}</td></tr>
+<tr><td>now</td><td>{{now}}</td></tr>
+<tr><td>idle deadline</td><td>{{expires}}: in {{idle}}, unless used</td></tr>
+<tr><td>absolute deadline</td><td>{{absolute}}</td></tr>
+</table>
+<p>The idle deadline is {{max_age}} after the session was last <em>extended</em>. Extending costs a store
+write, so a request that changes nothing extends it at most once every {{touch_after}}: unused, the
+session ends between {{shortest}} and {{max_age}} after your last request. However busy, it ends at
+the absolute deadline.</p>
+<p>This page's request {{this_request}}</p>
 %   end
 % end
-<p>JavaScript on this page cannot read the session cookie: it is <code>HttpOnly</code>.
-Ids and signatures show only their first 6 characters, because a script could read a
-full id from the page and replay it, which would undo HttpOnly.</p></section>
+<p>JavaScript on this page cannot read the session cookie: it is <code>HttpOnly</code>. It is
+<code>SameSite={{samesite}}</code>: other sites' forms and fetches do not carry it.</p></section>
 </body></html>""")
+
+OUTAGE = bottle.SimpleTemplate("""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>The session store is unavailable</title></head><body>
+<h1>The session store is unavailable</h1>
+<p>To show this page the server must read your session from its store, and the store did not answer
+in time. Rather than answer as if you had no session (you would look signed out, and a sign-in could
+not be stored), the server answers <strong>503 Service Unavailable</strong>: nothing was changed.
+Try again shortly; it recovers by itself once the store answers.</p>
+<p>For operators: <code>/readyz</code> says 503 too, so a load balancer takes this instance out;
+<code>/healthz</code> stays 200, so nothing restarts a process that is fine.</p></body></html>""")
 
 # No scripts, no framing (clickjacking), forms post only here; inline style is the page's own.
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
                 "Referrer-Policy": "same-origin"}
 
+DONE = {  # what the form post just before this page did, as its redirect says (?done=...)
+    "login": "You signed in: whatever session your browser had was deleted, a new document was stored "
+             "under a fresh random id, and your browser got a new cookie. A new id at every sign-in "
+             "makes an id someone planted before worth nothing.",
+    "logout": "You logged out: the document was deleted and your browser was told to forget the cookie.",
+    "everywhere": "Every session under your name ended, this one included: their documents were deleted, "
+                  "and your browser was told to forget its cookie.",
+    "ended": "That session ended: its document was deleted, so that browser's cookie now names nothing.",
+}
+
 
 def duration(seconds):
     minutes = int(max(0, seconds)) // 60
-    return f"{minutes // 60} h {minutes % 60:02d} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
-def teaching_page(interface, session, error=None):
+def teaching_page(interface, session, error=None, listed=()):
     """The visitor's own session, as the server sees it; the template escapes everything."""
     for header, value in PAGE_HEADERS.items():
         bottle.response.set_header(header, value)
     raw, verified = interface.read_cookie(bottle.request.environ.get("HTTP_COOKIE"))
     sid, _, signature = raw[2:].rpartition(".") if raw else ("", "", "")
-    now, deadline = interface.clock(), session.absolute_expires
-    return PAGE.render(name=logged_in_name(session), error=error, cookie_name=interface.options.cookie_name,
+    opts, now = interface.options, interface.clock()
+    max_age = opts.max_age if session.max_age is None else session.max_age
+    shown = {}
+    if not session.is_new:
+        data = json.loads(session.stored)
+        shown = dict(
+            stored=json.dumps(data, indent=2, ensure_ascii=False), expires=sessions.to_iso(session.expires),
+            idle=duration(session.expires - now), started=sessions.to_iso(session.started) if session.started
+            else "unknown (another service started it)",
+            absolute=(f"{sessions.to_iso(session.absolute_expires)}: in "
+                      f"{duration(session.absolute_expires - now)}, however active") if session.absolute_expires
+            else "unknown (another service started it)",
+            this_request=("read the document and extended its idle deadline (a touch): the server writes the "
+                          "new expiry and sends the cookie again." if interface.touch_due(session, now) else
+                          "read the document and wrote nothing: its last extension is recent enough."))
+    done = DONE.get(bottle.request.query.get("done")) if not error else None
+    return PAGE.render(name=logged_in_name(session), error=error, done=done, cookie_name=opts.cookie_name,
                        raw=raw, sid=sid, signature=signature, verified=verified is not None, session=session,
-                       expires=session.expires and sessions.to_iso(session.expires),
-                       idle=session.expires and duration(session.expires - now),
-                       absolute=f"ends in {duration(deadline - now)} however active" if deadline
-                       else "unknown (written by another service)")
+                       listed=listed, now=sessions.to_iso(now), max_age=duration(max_age),
+                       touch_after=duration(opts.touch_after), shortest=duration(max_age - opts.touch_after),
+                       samesite=sessions.SAMESITE[opts.cookie_samesite], **shown)
+
+
+def unavailable(error):
+    """A 503: the outage page for a browser asking for the page, JSON for everyone else."""
+    if bottle.request.path == "/" and bottle.request.method == "GET" and browser():
+        for header, value in PAGE_HEADERS.items():
+            bottle.response.set_header(header, value)
+        bottle.response.content_type = "text/html; charset=utf-8"
+        return OUTAGE.render()
+    return json_error(error)
 
 
 # --- Configuration ---

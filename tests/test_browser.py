@@ -264,3 +264,50 @@ def test_chromium_keeps_a_host_prefixed_cookie_over_https(tls_site, tmp_path):
         assert [c for c in browser.get_cookies() if c["name"] == "__Host-sid"] == []
     finally:
         browser.quit()
+
+
+# --- The page explains itself: sessions, a tampered cookie, a logout, an outage ---
+
+def test_the_page_explains_your_sessions_a_tampered_cookie_and_a_logout(browser, site, tmp_path):
+    browser.get(site + "/")
+    sign_in(browser, "Alice")
+    text = page_text(browser)
+    assert "You signed in" in text and "Your sessions" in text and "(this browser)" in text
+    assert "signed in" in text and "idle deadline" in text and "absolute deadline" in text
+    browser.save_screenshot(str(tmp_path / "signed-in.png"))
+
+    # One character of the signature changed, as an attacker guessing a cookie would.
+    [cookie] = [c for c in browser.get_cookies() if c["name"] == "example.sid"]
+    tampered = cookie["value"][:-1] + ("A" if cookie["value"][-1] != "A" else "B")
+    browser.delete_cookie("example.sid")
+    browser.add_cookie({"name": "example.sid", "value": tampered, "path": "/"})
+    browser.refresh()
+    assert "the signature did not verify" in page_text(browser)
+    assert "this server did not issue this cookie" in page_text(browser)
+
+    # The real cookie back, then a logout through the form.
+    browser.delete_cookie("example.sid")
+    browser.add_cookie({"name": "example.sid", "value": cookie["value"], "path": "/", "httpOnly": True})
+    browser.refresh()
+    assert "Signed in as Alice." in page_text(browser)
+    submit(browser, "/logout")  # the first form: Log out
+    assert "the document was deleted and your browser was told to forget the cookie" in page_text(browser)
+    assert csp_reports(browser) == []
+
+
+def test_the_page_during_a_store_outage_says_what_happened(browser, tmp_path):
+    from support.wireserver import start_wire_server
+    wire = start_wire_server()  # its own: this test kills it
+    child = start_service({"MONGO_URL": wire.url + "db?timeoutMS=1000"})
+    try:
+        browser.get(f"http://127.0.0.1:{child.port}/")
+        sign_in(browser, "Alice")
+        assert "Signed in as Alice." in page_text(browser)
+        wire.kill()
+        browser.refresh()
+        text = page_text(browser)
+        assert "The session store is unavailable" in text and "503 Service Unavailable" in text
+        browser.save_screenshot(str(tmp_path / "outage.png"))
+    finally:
+        child.kill()
+        wire.kill()

@@ -42,6 +42,7 @@ def test_a_scripted_flow_is_counted_exactly(flow):
     old = ann.cookies["example.sid"]
     ann.post_json("/", {"name": "Ann"})  # created, and regenerated: it replaced the session it came with
     bob.post_json("/", {"name": "Bob"})  # created
+    clock.advance(1)  # Bob's session is now the one nearest its end
     assert bob.get("/name").json == {"name": "Bob"}
     assert client().get("/name", headers={"Cookie": f"example.sid={old}"}, status=404)  # ended: expired/gone
     ann.post_json("/", {"name": "Ann"})  # created (3rd login from 10.0.0.1), regenerated
