@@ -49,7 +49,7 @@ log = logging.getLogger("service")
 MAX_BODY = 16 * 1024  # bytes of request body on POST /
 MAX_NAME = 100  # characters, after the RFC 8266 mapping
 DRAIN_FOR = 10  # seconds in-flight requests may take to finish after SIGTERM
-IDLE_TIMEOUT = 30  # seconds a connection may sit idle (waitress's channel_timeout; its default is 120)
+IDLE_TIMEOUT = 30  # seconds a connection may sit idle (waitress's channel_timeout; default 120)
 WARN_EVERY = 10  # seconds: a repeated warning is one line per interval, with a count
 READY_TIMEOUT = 1  # seconds a readiness probe waits for the store's ping
 
@@ -77,8 +77,10 @@ class SessionPlugin:
 
     def setup(self, app):
         for other in app.plugins:
-            if isinstance(other, SessionPlugin) and other is not self and other.keyword == self.keyword:
-                raise bottle.PluginError(f"another SessionPlugin already passes '{self.keyword}' to routes")
+            if (isinstance(other, SessionPlugin) and other is not self and
+                    other.keyword == self.keyword):
+                raise bottle.PluginError(
+                    f"another SessionPlugin already passes '{self.keyword}' to routes")
 
     def apply(self, callback, route):
         if self.keyword not in inspect.signature(route.callback).parameters:
@@ -92,16 +94,18 @@ class SessionPlugin:
             except bottle.HTTPResponse as raised:  # redirect() and abort() raise their answer
                 self.finish(session, raised)
                 raise
-            self.finish(session, result if isinstance(result, bottle.HTTPResponse) else bottle.response)
+            answer = result if isinstance(result, bottle.HTTPResponse) else bottle.response
+            self.finish(session, answer)
             return result
         return with_session
 
     def open(self, environ):
         with store_errors(self.warnings, self.metrics, handle=lambda: self.cookie_handle(environ)):
             session = self.interface.open_session(
-                environ.get("HTTP_COOKIE"), https=is_https(environ), client=environ.get("HTTP_USER_AGENT"),
-                path=request_path(environ))
-        if self.metrics and session.is_new and session.cookie_id:  # a verified cookie, no live session
+                environ.get("HTTP_COOKIE"), https=is_https(environ),
+                client=environ.get("HTTP_USER_AGENT"), path=request_path(environ))
+        # A verified cookie, no live session.
+        if self.metrics and session.is_new and session.cookie_id:
             self.metrics.ended.labels("expired").inc()
         return session
 
@@ -116,9 +120,10 @@ class SessionPlugin:
             answer.set_header(name, value)
         if answer.status_code >= 400:
             return
-        was = (session.is_new, session.regenerated and session.cookie_id is not None, session.destroyed and
-               session.cookie_id is not None and not session.is_new)
-        with store_errors(self.warnings, self.metrics, handle=lambda: self.interface.handle(session)):
+        was = (session.is_new, session.regenerated and session.cookie_id is not None,
+               session.destroyed and session.cookie_id is not None and not session.is_new)
+        with store_errors(self.warnings, self.metrics,
+                          handle=lambda: self.interface.handle(session)):
             cookie = self.interface.save_session(session)
         if self.metrics:
             self.metrics.saved(session, *was)
@@ -147,7 +152,8 @@ class store_errors:
     def __exit__(self, kind, error, traceback):
         for error_kind, status, message in self.ANSWERS if error is not None else ():
             if isinstance(error, error_kind):
-                if status == 503:  # its type or our own words, never a host; the handle, never the id
+                # Its type or our own words, never a host; the handle, never the id.
+                if status == 503:
                     handle = self.handle() if callable(self.handle) else self.handle
                     about = f" (session {handle})" if handle else ""
                     self.warnings.warn(f"session store unavailable: {error}{about}")
@@ -209,19 +215,22 @@ def make_app(interface, login_limit=None, metrics=None):
         if logged_in_name(session) is not None and session.owner is not None:
             with store_errors(warnings, metrics):
                 current = interface.handle(session)
-                listed = [describe(info, current) for info in interface.list_sessions(session.owner)]
+                listed = [describe(info, current)
+                          for info in interface.list_sessions(session.owner)]
         return teaching_page(interface, session, listed=listed)
 
     @app.post("/")
     def login(session):
         refuse_cross_site()
         try:
-            wait = login_limit.wait(bottle.request.environ.get("REMOTE_ADDR", "")) if login_limit else 0
+            wait = (login_limit.wait(bottle.request.environ.get("REMOTE_ADDR", ""))
+                    if login_limit else 0)
             if wait:
                 if metrics:
                     metrics.logins_refused.labels("rate_limit").inc()
-                raise bottle.HTTPError(429, f"too many logins from your address; try again in {wait} s",
-                                       **{"Retry-After": str(wait)})
+                raise bottle.HTTPError(
+                    429, f"too many logins from your address; try again in {wait} s",
+                    **{"Retry-After": str(wait)})
             name = read_name(bottle.request.environ)
         except bottle.HTTPError as error:
             if not browser():
@@ -233,7 +242,7 @@ def make_app(interface, login_limit=None, metrics=None):
             return teaching_page(interface, session, error=error.body)
         session.regenerate()  # a new id at login: a planted id is worth nothing (session fixation)
         session["user"] = {"name": name, "isLoggedIn": True}
-        session.owner = name  # anyone may log in under any name here: "your sessions" are this name's
+        session.owner = name  # anyone may log in as any name here: "your sessions" are this name's
         if browser():
             bottle.redirect("/?done=login", 303)  # POST/redirect/GET: a reload does not post again
         return {"name": name}
@@ -246,7 +255,8 @@ def make_app(interface, login_limit=None, metrics=None):
         if everywhere:
             owner = requester(session)
             with store_errors(warnings, metrics):
-                answer["ended"] = ended_by_owner(interface.end_sessions(owner))  # this one's cookie: below
+                # This one's cookie is cleared below.
+                answer["ended"] = ended_by_owner(interface.end_sessions(owner))
         session.destroy()
         if browser():
             bottle.redirect("/?done=everywhere" if everywhere else "/?done=logout", 303)
@@ -279,7 +289,8 @@ def make_app(interface, login_limit=None, metrics=None):
                 with store_errors(warnings, metrics):
                     found = HANDLE.fullmatch(handle) and interface.end_session(owner, handle)
                 if not found:
-                    bottle.abort(404, "no such session of yours")  # whoever else's it may be: not said
+                    # Whether it is someone else's is not said.
+                    bottle.abort(404, "no such session of yours")
                 ended = ended_by_owner(1)
         else:
             bottle.abort(400, 'send {"handle": "..."} or {"others": true}')
@@ -291,7 +302,7 @@ def make_app(interface, login_limit=None, metrics=None):
     def name(session):
         name = logged_in_name(session)
         if name is None:
-            bottle.abort(404, "not logged in")  # the seed crashes with a 500 here
+            bottle.abort(404, "not logged in")  # no user to read: an answer, not a server error
         return {"name": name}
 
     @app.get("/healthz")
@@ -319,8 +330,10 @@ def json_error(error):
 
 
 def request_path(environ):
-    """The path as the browser sent it (a mounted app's prefix included): what a cookie's Path is matched to."""
-    path = environ.get("SCRIPT_NAME", "") + environ.get("bottle.raw_path", environ.get("PATH_INFO", ""))
+    """The path as the browser sent it (a mounted app's prefix included): what a cookie's
+    Path is matched to."""
+    path = (environ.get("SCRIPT_NAME", "") +
+            environ.get("bottle.raw_path", environ.get("PATH_INFO", "")))
     return path or "/"  # an empty path is the root, as Bottle routes it
 
 
@@ -347,7 +360,8 @@ def read_fields(environ, optional=False):
         bottle.abort(413, f"the body must be at most {MAX_BODY} bytes")
     # Media types are case-insensitive (RFC 9110 section 8.3.1).
     kind = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-    if optional and not kind and length == "0" and "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", ""):
+    if (optional and not kind and length == "0" and
+            "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "")):
         return {}
     if kind not in ("application/json", "application/x-www-form-urlencoded"):
         bottle.abort(415, "send application/json or application/x-www-form-urlencoded")
@@ -361,9 +375,11 @@ def read_fields(environ, optional=False):
         if kind == "application/json":
             fields = json.loads(text)
         else:
-            fields = {k: v[0] for k, v in urllib.parse.parse_qs(text, keep_blank_values=True).items()}
+            fields = {k: v[0] for k, v in
+                      urllib.parse.parse_qs(text, keep_blank_values=True).items()}
     except (ValueError, RecursionError):  # bad UTF-8, bad JSON, JSON nested too deep
-        bottle.abort(400, "the body is not valid " + ("JSON" if kind == "application/json" else "form data"))
+        bottle.abort(400, "the body is not valid " +
+                     ("JSON" if kind == "application/json" else "form data"))
     if not isinstance(fields, dict):
         bottle.abort(400, "the body must be a JSON object")
     return fields
@@ -433,12 +449,15 @@ def refuse_cross_site():
     site, origin = environ.get("HTTP_SEC_FETCH_SITE"), environ.get("HTTP_ORIGIN")
     if site is not None:
         foreign = site not in ("same-origin", "none")
-    else:  # Origin is "scheme://host[:port]", scheme included; anything else, "null" too, is foreign
+    else:
+        # Origin is "scheme://host[:port]", scheme included; anything else, "null" too, is foreign.
         here = f"{environ.get('wsgi.url_scheme')}://{environ.get('HTTP_HOST')}"
         foreign = origin is not None and origin != here
         if foreign and origin.partition("://")[2] == environ.get("HTTP_HOST"):
-            bottle.abort(403, f"cross-site form posts are refused: the Origin is {origin.partition(':')[0]}, this "
-                              f"request {here.partition(':')[0]} (behind a TLS proxy, set TRUST_PROXY)")
+            bottle.abort(403, "cross-site form posts are refused: "
+                              f"the Origin is {origin.partition(':')[0]}, "
+                              f"this request {here.partition(':')[0]} "
+                              "(behind a TLS proxy, set TRUST_PROXY)")
     if foreign:
         bottle.abort(403, "cross-site form posts are refused")
 
@@ -484,7 +503,8 @@ class LoginLimit:
         self._lock = threading.Lock()
 
     def wait(self, address):
-        """0 if a login from `address` may go ahead (it is counted), else the whole seconds to wait."""
+        """0 if a login from `address` may go ahead (it is counted), else the whole seconds
+        to wait."""
         client = self._client(address)
         with self._lock:
             now = self.clock()
@@ -510,9 +530,12 @@ class LoginLimit:
 PAGE = bottle.SimpleTemplate("""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sessions, seen from the server</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>
-body { font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #222 }
-.panel { background: #f5f5f2; border: 1px solid #ddd; border-radius: 6px; padding: 0 1rem 1rem; margin-top: 2rem }
-code, pre { font: 14px ui-monospace, monospace } pre { white-space: pre-wrap; overflow-wrap: break-word }
+body { font: 16px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem;
+       color: #222 }
+.panel { background: #f5f5f2; border: 1px solid #ddd; border-radius: 6px; padding: 0 1rem 1rem;
+         margin-top: 2rem }
+code, pre { font: 14px ui-monospace, monospace }
+pre { white-space: pre-wrap; overflow-wrap: break-word }
 .error { color: #a00 } .done { background: #eef6ee; padding: .5rem 1rem; border-radius: 6px }
 dt { font-weight: 600 } dd { margin: 0 0 .6rem } .actions form, li form { display: inline }
 table { border-collapse: collapse } td { padding: .1rem .8rem .1rem 0; vertical-align: top }
@@ -529,15 +552,17 @@ table { border-collapse: collapse } td { padding: .1rem .8rem .1rem 0; vertical-
 <form method="post" action="/logout"><input type="hidden" name="everywhere" value="1">
 <button>Log out everywhere</button></form></div>
 % else:
-<form method="post" action="/"><label>Your name <input name="name" maxlength="100" required autofocus></label>
+<form method="post" action="/"><label>Your name
+<input name="name" maxlength="100" required autofocus></label>
 <button>Sign in</button></form>
 % end
 % if listed:
 <section class="panel"><h2>Your sessions</h2>
-<p>Every browser signed in under the name {{name}}. Anyone may sign in under any name in this demo, so
-these are the sessions under this name; a real application lists a real user's.</p><ul>
+<p>Every browser signed in under the name {{name}}. Anyone may sign in under any name in this demo,
+so these are the sessions under this name; a real application lists a real user's.</p><ul>
 %   for entry in listed:
-<li>{{entry["client"] or "an unknown client"}}, signed in {{entry["started"] or "at an unknown time"}}
+<li>{{entry["client"] or "an unknown client"}},
+signed in {{entry["started"] or "at an unknown time"}}
 %     if entry["current"]:
 (this browser)
 %     end
@@ -564,11 +589,12 @@ so there is no cookie to send: a bot that never signs in costs the store nothing
 <dt>id <code>{{sid[:6]}}&hellip;</code></dt><dd>a random name (192 bits) for the document the server
 stores; no more than its first 6 characters are shown, because a script that read the page could
 replay a whole id, which would undo HttpOnly</dd>
-<dt>signature <code>{{signature[:6]}}&hellip;</code></dt><dd>HMAC-SHA256 of the id under the server's
-secret: proof that this server issued the id. The server recomputes it and compares the two in
-constant time: the signature {{"verified" if verified else "did not verify"}}.</dd>
+<dt>signature <code>{{signature[:6]}}&hellip;</code></dt><dd>HMAC-SHA256 of the id under the
+server's secret: proof that this server issued the id. The server recomputes it and compares the
+two in constant time: the signature {{"verified" if verified else "did not verify"}}.</dd>
 %   else:
-<dt><code>{{raw[:6]}}&hellip;</code></dt><dd>no <code>s:</code> prefix, so not a signed id: ignored</dd>
+<dt><code>{{raw[:6]}}&hellip;</code></dt><dd>no <code>s:</code> prefix, so not a signed id:
+ignored</dd>
 %   end
 </dl>
 %   if not verified:
@@ -588,8 +614,8 @@ shown here laid out. A Node.js service reading it would see the same data.</p>
   owner: {{repr(session.owner) if session.owner else "(none)"}},
   session: '{{stored}}',
   createdAt: &hellip;, lastModified: &hellip;, client: &hellip; }</pre>
-<p><code>owner</code>, <code>createdAt</code>, <code>lastModified</code> and <code>client</code> (the browser
-that signed in) are what "Your sessions" lists; connect-mongo leaves them alone.</p>
+<p><code>owner</code>, <code>createdAt</code>, <code>lastModified</code> and <code>client</code>
+(the browser that signed in) are what "Your sessions" lists; connect-mongo leaves them alone.</p>
 <h3>When it ends</h3>
 <table>
 <tr><td>signed in</td><td>{{started}}</td></tr>
@@ -597,10 +623,10 @@ that signed in) are what "Your sessions" lists; connect-mongo leaves them alone.
 <tr><td>idle deadline</td><td>{{expires}}: in {{idle}}, unless used</td></tr>
 <tr><td>absolute deadline</td><td>{{absolute}}</td></tr>
 </table>
-<p>The idle deadline is {{max_age}} after the session was last <em>extended</em>. Extending costs a store
-write, so a request that changes nothing extends it at most once every {{touch_after}}: unused, the
-session ends between {{shortest}} and {{max_age}} after your last request. However busy, it ends at
-the absolute deadline.</p>
+<p>The idle deadline is {{max_age}} after the session was last <em>extended</em>. Extending costs
+a store write, so a request that changes nothing extends it at most once every {{touch_after}}:
+unused, the session ends between {{shortest}} and {{max_age}} after your last request. However
+busy, it ends at the absolute deadline.</p>
 <p>This page's request {{this_request}}</p>
 %   end
 % end
@@ -609,7 +635,8 @@ the absolute deadline.</p>
 </body></html>""")
 
 OUTAGE = bottle.SimpleTemplate("""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>The session store is unavailable</title></head><body>
+<html lang="en"><head><meta charset="utf-8"><title>The session store is unavailable</title>
+</head><body>
 <h1>The session store is unavailable</h1>
 <p>To show this page the server must read your session from its store, and the store did not answer
 in time. Rather than answer as if you had no session (you would look signed out, and a sign-in could
@@ -620,17 +647,20 @@ Try again shortly; it recovers by itself once the store answers.</p>
 
 # No scripts, no framing (clickjacking), forms post only here; inline style is the page's own.
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                                           "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+                                           "frame-ancestors 'none'; form-action 'self'; "
+                                           "base-uri 'none'",
                 "Referrer-Policy": "same-origin"}
 
 DONE = {  # what the form post just before this page did, as its redirect says (?done=...)
-    "login": "You signed in: whatever session your browser had was deleted, a new document was stored "
-             "under a fresh random id, and your browser got a new cookie. A new id at every sign-in "
-             "makes an id someone planted before worth nothing.",
-    "logout": "You logged out: the document was deleted and your browser was told to forget the cookie.",
-    "everywhere": "Every session under your name ended, this one included: their documents were deleted, "
-                  "and your browser was told to forget its cookie.",
-    "ended": "That session ended: its document was deleted, so that browser's cookie now names nothing.",
+    "login": "You signed in: whatever session your browser had was deleted, a new document "
+             "was stored under a fresh random id, and your browser got a new cookie. A new id "
+             "at every sign-in makes an id someone planted before worth nothing.",
+    "logout": "You logged out: the document was deleted and your browser was told to forget "
+              "the cookie.",
+    "everywhere": "Every session under your name ended, this one included: their documents "
+                  "were deleted, and your browser was told to forget its cookie.",
+    "ended": "That session ended: its document was deleted, so that browser's cookie now "
+             "names nothing.",
 }
 
 
@@ -651,20 +681,25 @@ def teaching_page(interface, session, error=None, listed=()):
     if not session.is_new:
         data = json.loads(session.stored)
         shown = dict(
-            stored=json.dumps(data, indent=2, ensure_ascii=False), expires=sessions.to_iso(session.expires),
-            idle=duration(session.expires - now), started=sessions.to_iso(session.started) if session.started
-            else "unknown (another service started it)",
+            stored=json.dumps(data, indent=2, ensure_ascii=False),
+            expires=sessions.to_iso(session.expires), idle=duration(session.expires - now),
+            started=(sessions.to_iso(session.started) if session.started
+                     else "unknown (another service started it)"),
             absolute=(f"{sessions.to_iso(session.absolute_expires)}: in "
-                      f"{duration(session.absolute_expires - now)}, however active") if session.absolute_expires
-            else "unknown (another service started it)",
-            this_request=("read the document and extended its idle deadline (a touch): the server writes the "
-                          "new expiry and sends the cookie again." if interface.touch_due(session, now) else
-                          "read the document and wrote nothing: its last extension is recent enough."))
+                      f"{duration(session.absolute_expires - now)}, however active"
+                      if session.absolute_expires else "unknown (another service started it)"),
+            this_request=("read the document and extended its idle deadline (a touch): the "
+                          "server writes the new expiry and sends the cookie again."
+                          if interface.touch_due(session, now) else
+                          "read the document and wrote nothing: its last extension is recent "
+                          "enough."))
     done = DONE.get(bottle.request.query.get("done")) if not error else None
-    return PAGE.render(name=logged_in_name(session), error=error, done=done, cookie_name=opts.cookie_name,
-                       raw=raw, sid=sid, signature=signature, verified=verified is not None, session=session,
-                       listed=listed, now=sessions.to_iso(now), max_age=duration(max_age),
-                       touch_after=duration(opts.touch_after), shortest=duration(max_age - opts.touch_after),
+    return PAGE.render(name=logged_in_name(session), error=error, done=done,
+                       cookie_name=opts.cookie_name, raw=raw, sid=sid, signature=signature,
+                       verified=verified is not None, session=session, listed=listed,
+                       now=sessions.to_iso(now), max_age=duration(max_age),
+                       touch_after=duration(opts.touch_after),
+                       shortest=duration(max_age - opts.touch_after),
                        samesite=sessions.SAMESITE[opts.cookie_samesite], **shown)
 
 
@@ -691,7 +726,7 @@ class Settings:
     port: int
     mongo_url: str | None
     collection: str
-    trust_proxy: str | None  # None, "*" (any peer) or the proxy's address: whose X-Forwarded-* count
+    trust_proxy: str | None  # None, "*" (any peer) or the proxy's IP: whose X-Forwarded-* count
     threads: int  # waitress worker threads
     connection_limit: int  # open connections waitress accepts before it stops accepting
     connections_per_client: int  # open connections one client address may hold
@@ -708,7 +743,8 @@ class Settings:
 ENV_OF_OPTION = {"secrets": "SESSION_SECRET", "cookie_name": "SESSION_COOKIE_NAME",
                  "max_age": "SESSION_MAX_AGE", "absolute_timeout": "SESSION_ABSOLUTE_TIMEOUT",
                  "touch_after": "SESSION_TOUCH_AFTER", "cookie_samesite": "SESSION_SAMESITE",
-                 "cookie_secure": "COOKIE_SECURE", "browser_session_cookie": "SESSION_BROWSER_COOKIE",
+                 "cookie_secure": "COOKIE_SECURE",
+                 "browser_session_cookie": "SESSION_BROWSER_COOKIE",
                  "id_at_rest": "SESSION_ID_AT_REST"}
 
 
@@ -746,17 +782,19 @@ def settings_from_env(env):
             max_age=seconds("SESSION_MAX_AGE", 7 * 3600),
             absolute_timeout=seconds("SESSION_ABSOLUTE_TIMEOUT", 24 * 3600),
             touch_after=seconds("SESSION_TOUCH_AFTER", None),
-            cookie_secure=choice("COOKIE_SECURE", "auto", {"auto": "auto", "true": True, "false": False}),
+            cookie_secure=choice("COOKIE_SECURE", "auto",
+                                 {"auto": "auto", "true": True, "false": False}),
             cookie_samesite=choice("SESSION_SAMESITE", "lax", {k: k for k in sessions.SAMESITE}),
             browser_session_cookie=choice("SESSION_BROWSER_COOKIE", "0", {"1": True, "0": False}),
-            id_at_rest=choice("SESSION_ID_AT_REST", "plain", {"plain": "plain", "sha256": "sha256"}))
+            id_at_rest=choice("SESSION_ID_AT_REST", "plain",
+                              {"plain": "plain", "sha256": "sha256"}))
     except sessions.OptionError as exc:
         raise ConfigError(f"{ENV_OF_OPTION.get(exc.option, exc.option)}: {exc}") from None
     collection = get("SESSION_COLLECTION", "sessions")
     bad_name = "$" in collection or "\0" in collection or "" in collection.split(".")
     if bad_name or collection.startswith("system."):
-        raise ConfigError(f"SESSION_COLLECTION must be a MongoDB collection name (no '$', not system.*), "
-                          f"got {collection!r}")
+        raise ConfigError("SESSION_COLLECTION must be a MongoDB collection name "
+                          f"(no '$', not system.*), got {collection!r}")
     trust = get("TRUST_PROXY", "0")
     if trust not in ("0", "1"):
         try:
@@ -764,8 +802,9 @@ def settings_from_env(env):
         except ValueError:
             raise ConfigError(f"TRUST_PROXY must be 0, 1 (any peer) or the proxy's IP address, "
                               f"got {trust!r}") from None
-    return Settings(host=get("HOST", "127.0.0.1"), port=whole("PORT", 4000, 0, 65535), mongo_url=get("MONGO_URL"),
-                    collection=collection, trust_proxy={"0": None, "1": "*"}.get(trust, trust),
+    return Settings(host=get("HOST", "127.0.0.1"), port=whole("PORT", 4000, 0, 65535),
+                    mongo_url=get("MONGO_URL"), collection=collection,
+                    trust_proxy={"0": None, "1": "*"}.get(trust, trust),
                     threads=whole("THREADS", 8, 1, 256),
                     connection_limit=whole("CONNECTION_LIMIT", 1000, 1, 100_000),
                     connections_per_client=whole("CONNECTIONS_PER_CLIENT", 100, 1, 100_000),
@@ -786,13 +825,16 @@ def settings_from_env(env):
 # per-step timeouts becomes it (alone, each bounds one step: a read retried
 # after a socket timeout takes twice as long, a reselection up to 30 s).
 MONGO_DEFAULTS = {"w": "majority", "timeoutMS": 5000}
-STEP_TIMEOUTS = ("connecttimeoutms", "serverselectiontimeoutms", "sockettimeoutms", "waitqueuetimeoutms")
+STEP_TIMEOUTS = ("connecttimeoutms", "serverselectiontimeoutms", "sockettimeoutms",
+                 "waitqueuetimeoutms")
 
 
 def mongo_options(url_options):
-    """What the service adds to MONGO_URL's options (given with lower-case names, as pymongo parses them)."""
+    """What the service adds to MONGO_URL's options (given with lower-case names, as pymongo
+    parses them)."""
     added = {k: v for k, v in MONGO_DEFAULTS.items() if k.lower() not in url_options}
-    steps = [url_options[k] for k in STEP_TIMEOUTS if k in url_options]  # seconds, as parse_uri gives them
+    # In seconds, as parse_uri gives them.
+    steps = [url_options[k] for k in STEP_TIMEOUTS if k in url_options]
     if "timeoutMS" in added and steps:
         added["timeoutMS"] = int(min(steps) * 1000)
     return added
@@ -806,8 +848,9 @@ def open_mongo_collection(url, name):
     # A 2xx says the session is stored: w=0 acknowledges nothing, and on a replica set
     # w=1 loses what a failover takes with the old primary.
     if given.get("w") == 0 or (given.get("w") == 1 and "replicaset" in given):
-        raise ConfigError(f"MONGO_URL: w={given['w']} cannot keep the promise that an answered login is "
-                          f"stored; leave w out (the service uses w=majority) or set w=majority")
+        raise ConfigError(f"MONGO_URL: w={given['w']} cannot keep the promise that an answered "
+                          "login is stored; leave w out (the service uses w=majority) "
+                          "or set w=majority")
     try:
         client = pymongo.MongoClient(url, **mongo_options(given))
     except (PyMongoError, ValueError) as exc:
@@ -816,7 +859,8 @@ def open_mongo_collection(url, name):
 
 
 class Unavailable(sessions.StoreUnavailable):
-    """StoreUnavailable with its cause, for the metrics: breaker_open, queue_timeout or slot_timeout."""
+    """StoreUnavailable with its cause, for the metrics: breaker_open, queue_timeout or
+    slot_timeout."""
 
     def __init__(self, message, cause):
         super().__init__(message)
@@ -828,7 +872,8 @@ REQUEST_ARRIVED = contextvars.ContextVar("request_arrived", default=None)
 
 
 class GuardedStore:
-    """A MongoStore that a slow MongoDB does not turn into errors, nor a hung one into a hung service.
+    """A MongoStore that a slow MongoDB does not turn into errors, nor a hung one into a hung
+    service.
 
     - At most `slots` calls wait on the store at once (THREADS - 1), so one thread
       always serves what needs no store.
@@ -880,19 +925,23 @@ class GuardedStore:
         with self._lock:
             probe = self.down and not self._probing and self.clock() >= self._probe_at
             if self.down and not probe:
-                raise Unavailable("the store failed; a probe tries it again shortly", "breaker_open")
+                raise Unavailable("the store failed; a probe tries it again shortly",
+                                  "breaker_open")
             self._probing = self._probing or probe
         try:
             arrived = REQUEST_ARRIVED.get()
             left = self.timeout - (0 if arrived is None else time.monotonic() - arrived)
             if left <= 0:
-                raise Unavailable("the request waited longer than the store's timeout", "queue_timeout")
+                raise Unavailable("the request waited longer than the store's timeout",
+                                  "queue_timeout")
             if not self._slots.acquire(timeout=left):
-                raise Unavailable("no store slot came free within the store's timeout", "slot_timeout")
+                raise Unavailable("no store slot came free within the store's timeout",
+                                  "slot_timeout")
             started = self.clock()
             try:
                 if self.down and not probe:  # it opened while this call waited for its slot
-                    raise Unavailable("the store failed; a probe tries it again shortly", "breaker_open")
+                    raise Unavailable("the store failed; a probe tries it again shortly",
+                                      "breaker_open")
                 result = method(*args, **kwargs)
             except sessions.StoreUnavailable as exc:
                 cause = exc.__cause__  # MongoStore keeps the driver's error here
@@ -902,7 +951,8 @@ class GuardedStore:
             finally:
                 self._slots.release()
                 if self.metrics:
-                    self.metrics.store_seconds.labels(method.__name__).observe(self.clock() - started)
+                    self.metrics.store_seconds.labels(method.__name__).observe(
+                        self.clock() - started)
         finally:
             if probe:
                 self._probing = False
@@ -916,9 +966,11 @@ def open_store(settings, ensure_indexes=True, metrics=None):
     if not settings.mongo_url:
         return sessions.MemoryStore(max_sessions=settings.max_sessions), "embedded in-memory"
     collection = open_mongo_collection(settings.mongo_url, settings.collection)
-    mongo = sessions.MongoStore(collection, driver_error=PyMongoError, ensure_indexes=ensure_indexes)
+    mongo = sessions.MongoStore(collection, driver_error=PyMongoError,
+                                ensure_indexes=ensure_indexes)
     timeout = collection.database.client.options.timeout or MONGO_DEFAULTS["timeoutMS"] / 1000
-    return GuardedStore(mongo, slots=max(1, settings.threads - 1), timeout=timeout, metrics=metrics), "mongodb"
+    return (GuardedStore(mongo, slots=max(1, settings.threads - 1), timeout=timeout,
+                         metrics=metrics), "mongodb")
 
 
 def readiness(store):
@@ -949,23 +1001,28 @@ class Metrics:
 
         def counter(name, text, *labels):
             return prometheus_client.Counter(name, text, labels, registry=registry)
-        self.created = counter("sessions_created_total", "Sessions stored for the first time (logins).")
+        self.created = counter("sessions_created_total",
+                               "Sessions stored for the first time (logins).")
         self.regenerated = counter("sessions_regenerated_total",
                                    "Logins that replaced the session the request arrived with.")
-        self.ended = counter("sessions_ended_total", "Sessions ended: logout, expired (seen on a read), "
-                             "conflict, ended_by_owner.", "reason")
-        self.logins_refused = counter("logins_refused_total", "Logins refused: rate_limit.", "reason")
-        self.unavailable = counter("store_unavailable_responses_total", "503 answers: breaker_open, "
-                                   "queue_timeout, slot_timeout, store_error.", "cause")
+        self.ended = counter("sessions_ended_total", "Sessions ended: logout, expired "
+                             "(seen on a read), conflict, ended_by_owner.", "reason")
+        self.logins_refused = counter("logins_refused_total", "Logins refused: rate_limit.",
+                                      "reason")
+        self.unavailable = counter("store_unavailable_responses_total",
+                                   "503 answers: breaker_open, queue_timeout, slot_timeout, "
+                                   "store_error.", "cause")
         self.store_seconds = prometheus_client.Histogram(
-            "store_call_duration_seconds", "Session store calls, by operation.", ["operation"], registry=registry)
+            "store_call_duration_seconds", "Session store calls, by operation.", ["operation"],
+            registry=registry)
         self.request_seconds = prometheus_client.Histogram(
             "http_request_duration_seconds", "Requests, by route.", ["route"], registry=registry)
         if store is not None:
             registry.register(StoreReadings(store))
 
     def saved(self, session, was_new, replaced, logged_out):
-        """Count what a save did: a new session stored (a login replacing one: regenerated), a logout."""
+        """Count what a save did: a new session stored (a login replacing one: regenerated),
+        a logout."""
         if logged_out:
             self.ended.labels("logout").inc()
         elif was_new and not session.is_new:
@@ -992,9 +1049,10 @@ class StoreReadings:
             yield GaugeMetricFamily("store_breaker_open", "1 while the circuit breaker is open.",
                                     value=int(self.store.down))
         if isinstance(self.store, sessions.MemoryStore):
-            yield GaugeMetricFamily("memory_store_sessions", "Live sessions in the in-memory store.",
-                                    value=len(self.store))
-            yield CounterMetricFamily("memory_store_evicted", "Sessions ended early to make room at the cap.",
+            yield GaugeMetricFamily("memory_store_sessions",
+                                    "Live sessions in the in-memory store.", value=len(self.store))
+            yield CounterMetricFamily("memory_store_evicted",
+                                      "Sessions ended early to make room at the cap.",
                                       value=self.store.evicted)
 
 
@@ -1006,12 +1064,15 @@ def management_app(store, metrics):
         method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")
 
         def answer(status, body, kind="application/json", extra=()):
-            start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body))), *extra])
+            headers = [("Content-Type", kind), ("Content-Length", str(len(body))), *extra]
+            start_response(status, headers)
             return [b"" if method == "HEAD" else body]
         if path not in ("/healthz", "/readyz", "/metrics"):
-            return answer("404 Not Found", b'{"error": "not found: /healthz, /readyz and /metrics are here"}')
+            return answer("404 Not Found",
+                          b'{"error": "not found: /healthz, /readyz and /metrics are here"}')
         if method not in ("GET", "HEAD"):
-            return answer("405 Method Not Allowed", b'{"error": "only GET and HEAD"}', extra=[("Allow", "GET, HEAD")])
+            return answer("405 Method Not Allowed", b'{"error": "only GET and HEAD"}',
+                          extra=[("Allow", "GET, HEAD")])
         if path == "/healthz":
             return answer("200 OK", b'{"status": "ok"}')
         if path == "/readyz":
@@ -1050,7 +1111,8 @@ def outermost(app, access_log=None, trust_proxy=None, clock=time.time, metrics=N
             nonlocal status
             status = line[:3]
             present = {name.lower() for name, _ in headers}
-            headers += [(name, value) for name, value in EVERY_RESPONSE if name.lower() not in present]
+            headers += [(name, value) for name, value in EVERY_RESPONSE
+                        if name.lower() not in present]
             return start_response(line, headers, exc_info)
 
         def refuse(message):
@@ -1060,24 +1122,29 @@ def outermost(app, access_log=None, trust_proxy=None, clock=time.time, metrics=N
             problem = forwarded(environ, trust_proxy)
             if problem:
                 return refuse(problem)
-            try:  # WSGI gives the path's bytes as latin-1; Bottle would drop bytes that are not UTF-8
+            # WSGI gives the path's bytes as latin-1; Bottle would drop bytes that are not UTF-8.
+            try:
                 path.encode("latin-1").decode("utf-8")
             except UnicodeError:
                 return refuse("the path is not valid UTF-8")
             return app(environ, start)
         finally:
             if metrics:
-                route = environ.get("bottle.route")  # a route's rule: a label with few values, never a path
-                metrics.request_seconds.labels(route.rule if route else "unmatched").observe(clock() - started)
+                # A route's rule: a label with few values, never a path.
+                route = environ.get("bottle.route")
+                label = route.rule if route else "unmatched"
+                metrics.request_seconds.labels(label).observe(clock() - started)
             if access_log:
                 now = clock()
-                # As the client sent it (PEP 3333: bytes as latin-1), escaped: no raw control characters.
+                # As the client sent it (PEP 3333: bytes as latin-1), escaped: no raw control
+                # characters.
                 sent = path
                 if not _PLAIN_PATH.fullmatch(path):
                     sent = urllib.parse.quote(path.encode("latin-1", "replace"), safe="/")
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-                access_log.write(f"{when},{int(now * 1000) % 1000:03d} INFO {environ.get('REQUEST_METHOD')} "
-                                 f"{sent} {status} {(now - started) * 1000:.1f}ms\n")
+                access_log.write(f"{when},{int(now * 1000) % 1000:03d} INFO "
+                                 f"{environ.get('REQUEST_METHOD')} {sent} {status} "
+                                 f"{(now - started) * 1000:.1f}ms\n")
     return handle
 
 
@@ -1128,8 +1195,10 @@ def harden(listeners, trust_proxy, connections_per_client):
 
         def parse_header(self, header_plus):
             super().parse_header(header_plus)
-            # HTTP/1.1 takes Transfer-Encoding out of the headers (self.chunked); 1.0 leaves it there.
-            if "CONTENT_LENGTH" in self.headers and (self.chunked or "TRANSFER_ENCODING" in self.headers):
+            # HTTP/1.1 takes Transfer-Encoding out of the headers (self.chunked); 1.0 leaves it
+            # there.
+            if "CONTENT_LENGTH" in self.headers and (self.chunked or
+                                                     "TRANSFER_ENCODING" in self.headers):
                 raise ParsingError("Content-Length and Transfer-Encoding in one request")
 
     class JSONErrorTask(ErrorTask):
@@ -1155,9 +1224,11 @@ def harden(listeners, trust_proxy, connections_per_client):
             super().__init__(server, sock, addr, adj, map)
             client = addr[0]
             if trust_proxy is None or (trust_proxy != "*" and client != trust_proxy):
-                same = sum(1 for ch in self._map.values() if isinstance(ch, HTTPChannel) and ch.addr[0] == client)
+                same = sum(1 for ch in self._map.values()
+                           if isinstance(ch, HTTPChannel) and ch.addr[0] == client)
                 if same > connections_per_client:
-                    answer_and_close(self, "429 Too Many Requests", "too many connections from your address")
+                    answer_and_close(self, "429 Too Many Requests",
+                                     "too many connections from your address")
 
     for listener in listeners:
         listener.channel_class = GuardedChannel
@@ -1167,7 +1238,8 @@ def answer_and_close(channel, status, message):
     """Answer a waitress channel from its event loop (no request is running on it) and close it."""
     body = json.dumps({"error": message}).encode()
     head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-    head += "".join(f"{name}: {value}\r\n" for name, value in EVERY_RESPONSE) + "Connection: close\r\n\r\n"
+    head += ("".join(f"{name}: {value}\r\n" for name, value in EVERY_RESPONSE) +
+             "Connection: close\r\n\r\n")
     channel.write_soon(head.encode() + body)
     channel.close_when_flushed = True
 
@@ -1182,7 +1254,8 @@ def close_late_requests(channels, timeout):
         request = getattr(channel, "request", None)
         late = request is not None and now - getattr(request, "started", now) > timeout
         if late and not channel.requests and not channel.close_when_flushed and channel.connected:
-            answer_and_close(channel, "408 Request Timeout", f"the request did not arrive within {timeout} s")
+            answer_and_close(channel, "408 Request Timeout",
+                             f"the request did not arrive within {timeout} s")
 
 
 def drain(listeners, channels, wait_for=DRAIN_FOR, quiet_for=1.0):
@@ -1193,13 +1266,17 @@ def drain(listeners, channels, wait_for=DRAIN_FOR, quiet_for=1.0):
     from waitress.channel import HTTPChannel
     for listener in listeners:
         count = -1
-        while len(channels) != count:  # a connection the kernel queued but nobody accepted would be reset
+        # A connection the kernel queued but nobody accepted would be reset.
+        while len(channels) != count:
             count = len(channels)
             listener.handle_accept()
-        wasyncore.dispatcher.close(listener)  # the socket only: BaseWSGIServer.close() also ends the wake-up
+        # The socket only: BaseWSGIServer.close() also ends the wake-up.
+        wasyncore.dispatcher.close(listener)
 
-    def busy(ch):  # a request partly received, queued, running, or not yet sent; or a connection just used
-        return ch.request or ch.requests or ch.total_outbufs_len or time.time() - ch.last_activity < quiet_for
+    # A request partly received, queued, running, or not yet sent; or a connection just used.
+    def busy(ch):
+        return (ch.request or ch.requests or ch.total_outbufs_len or
+                time.time() - ch.last_activity < quiet_for)
     deadline = time.monotonic() + wait_for
     while time.monotonic() < deadline and any(busy(ch) for ch in list(channels.values())
                                               if isinstance(ch, HTTPChannel)):
@@ -1219,7 +1296,8 @@ def serve(app, settings, store_kind, stopping, management=None):
         server = create_server(
             app, map=channels, host=settings.host, port=settings.port, threads=settings.threads,
             connection_limit=settings.connection_limit, channel_timeout=IDLE_TIMEOUT,
-            ident="",  # no "Server: waitress" (OWASP: naming the server software points to its known flaws)
+            # No "Server: waitress" (OWASP: naming the server software points to its known flaws).
+            ident="",
             asyncore_use_poll=True,  # poll(), not select(): no 1024-descriptor ceiling
             clear_untrusted_proxy_headers=False,  # outermost() does it, and reads the trusted ones
             # waitress holds a whole body before the app reads it: no more than the app reads (and
@@ -1228,8 +1306,9 @@ def serve(app, settings, store_kind, stopping, management=None):
         if management is not None:
             port = settings.admin_port
             admin = create_server(management, map=admin_channels, host=settings.host, port=port,
-                                  threads=2, ident="", asyncore_use_poll=True, channel_timeout=IDLE_TIMEOUT,
-                                  clear_untrusted_proxy_headers=False, max_request_body_size=1024)
+                                  threads=2, ident="", asyncore_use_poll=True,
+                                  channel_timeout=IDLE_TIMEOUT, clear_untrusted_proxy_headers=False,
+                                  max_request_body_size=1024)
     except (OSError, ValueError) as exc:  # port in use, no such address
         log.error("cannot listen on %s:%s: %s", settings.host, port, exc)
         wasyncore.close_all(channels)
@@ -1264,33 +1343,42 @@ def serve(app, settings, store_kind, stopping, management=None):
 
 def url_of(listener):
     host = listener.effective_host
-    return f"http://[{host}]:{listener.effective_port}" if ":" in host else f"http://{host}:{listener.effective_port}"
+    return (f"http://[{host}]:{listener.effective_port}" if ":" in host
+            else f"http://{host}:{listener.effective_port}")
 
 
 def warn_about(settings):
     """Settings that work but leave a door open: said once, at startup, never echoing a secret."""
     secrets_ = settings.options.secrets
     if settings.random_secret:
-        log.warning("SESSION_SECRET is not set: signing with a random secret; sessions end when the process stops")
+        log.warning("SESSION_SECRET is not set: signing with a random secret; "
+                    "sessions end when the process stops")
     for position, secret in enumerate(secrets_ if not settings.random_secret else (), start=1):
-        if len(secret) < 32:  # every secret verifies: a weak one anywhere in the list lets a forged cookie in
-            log.warning("SESSION_SECRET: secret %d of %d is shorter than 32 characters: guessable offline from "
-                        "one cookie; make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        # Every secret verifies: a weak one anywhere in the list lets a forged cookie in.
+        if len(secret) < 32:
+            log.warning("SESSION_SECRET: secret %d of %d is shorter than 32 characters: "
+                        "guessable offline from one cookie; make one with: "
+                        "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
                         position, len(secrets_))
     if settings.options.id_at_rest == "sha256":
-        log.info("SESSION_ID_AT_REST=sha256: the store keeps SHA-256 digests of session ids; sessions "
-                 "stored under plain ids before no longer load (their users log in again)")
+        log.info("SESSION_ID_AT_REST=sha256: the store keeps SHA-256 digests of session ids; "
+                 "sessions stored under plain ids before no longer load (their users log in "
+                 "again)")
     if settings.mongo_url and settings.threads == 1:
-        log.warning("THREADS=1 with MONGO_URL: no thread is kept free of the store, so while MongoDB hangs "
-                    "every request waits, /healthz too; use THREADS=2 or more")
+        log.warning("THREADS=1 with MONGO_URL: no thread is kept free of the store, so while "
+                    "MongoDB hangs every request waits, /healthz too; use THREADS=2 or more")
 
 
 def main(env=os.environ):
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("waitress").setLevel(logging.WARNING)  # our own startup and access lines suffice
-    # waitress's "Task queue depth is N" is one line per request that waits for a thread: when busiest.
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    # Our own startup and access lines suffice.
+    logging.getLogger("waitress").setLevel(logging.WARNING)
+    # waitress's "Task queue depth is N" is one line per request that waits for a thread:
+    # when busiest.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    stopping = threading.Event()  # set by SIGINT/SIGTERM, from the first moment on: exit 0, no traceback
+    # Set by SIGINT/SIGTERM, from the first moment on: exit 0, no traceback.
+    stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
     try:
@@ -1317,8 +1405,9 @@ def main(env=os.environ):
     metrics.registry.register(StoreReadings(store))
     interface = sessions.SessionInterface(store, settings.options)
     login_limit = LoginLimit(settings.login_rate_limit) if settings.login_rate_limit else None
-    app = outermost(make_app(interface, login_limit, metrics), sys.stderr if settings.access_log else None,
-                    settings.trust_proxy, metrics=metrics)
+    app = outermost(make_app(interface, login_limit, metrics),
+                    sys.stderr if settings.access_log else None, settings.trust_proxy,
+                    metrics=metrics)
     management = None if settings.admin_port is None else outermost(management_app(store, metrics))
     return 0 if stopping.is_set() or serve(app, settings, kind, stopping, management) else 1
 

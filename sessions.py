@@ -99,9 +99,9 @@ class Options:
     cookie_domain: str | None = None  # cookie.domain
     cookie_secure: object = "auto"  # cookie.secure: True, False, or "auto" (Secure over HTTPS)
     cookie_samesite: str = "lax"  # cookie.sameSite: "lax", "strict" or "none" (needs Secure)
-    browser_session_cookie: bool = False  # cookie.maxAge = null: no Expires, gone when the browser closes
+    browser_session_cookie: bool = False  # cookie.maxAge = null: no Expires, gone with the browser
     max_age: float = DEFAULT_MAX_AGE  # cookie.maxAge (milliseconds there): the idle timeout
-    absolute_timeout: float = 24 * 3600  # after the session starts, however active (no express option)
+    absolute_timeout: float = 24 * 3600  # from the start, however active (no express option)
     touch_after: float | None = None  # connect-mongo's touchAfter; None: max_age / 10
     save_uninitialized: bool = False  # saveUninitialized (express's default is true)
     resave: bool = False  # resave
@@ -129,21 +129,25 @@ class Options:
         if not path_ok or not re.fullmatch(r"/[\x20-\x3a\x3c-\x7e]*", self.cookie_path):
             fail("cookie_path", "a path starting with '/', printable ASCII without ';' (RFC 6265)")
         domain = self.cookie_domain
-        if domain is not None and not (isinstance(domain, str) and re.fullmatch(r"[A-Za-z0-9.-]+", domain)):
+        if domain is not None and not (isinstance(domain, str) and
+                                       re.fullmatch(r"[A-Za-z0-9.-]+", domain)):
             fail("cookie_domain", "a host name or None")
-        if not (self.cookie_secure is True or self.cookie_secure is False or self.cookie_secure == "auto"):
+        if not (self.cookie_secure is True or self.cookie_secure is False or
+                self.cookie_secure == "auto"):
             fail("cookie_secure", "True, False or 'auto'")  # not 1 or 0
         if self.cookie_samesite not in SAMESITE:
             fail("cookie_samesite", "'lax', 'strict' or 'none'")
         if self.cookie_samesite == "none" and self.cookie_secure is not True:
             # Browsers drop a SameSite=None cookie that is not Secure.
             fail("cookie_samesite", "'none' only with cookie_secure=True")
-        # RFC 6265bis prefixes: a browser drops a __Host- cookie unless Secure, Path=/ and host-only.
+        # RFC 6265bis prefixes: browsers drop a __Host- cookie unless Secure, Path=/ and host-only.
         prefix = self.cookie_name.lower()  # browsers match the prefixes case-insensitively
         insecure = prefix.startswith(("__host-", "__secure-")) and self.cookie_secure is not True
-        not_host_only = prefix.startswith("__host-") and (self.cookie_path != "/" or self.cookie_domain)
+        not_host_only = prefix.startswith("__host-") and (self.cookie_path != "/" or
+                                                          self.cookie_domain)
         if insecure or not_host_only:
-            fail("cookie_name", "used with cookie_secure=True (and for __Host-: cookie_path '/', no cookie_domain)")
+            fail("cookie_name", "used with cookie_secure=True "
+                                "(and for __Host-: cookie_path '/', no cookie_domain)")
         for name in ("max_age", "absolute_timeout"):
             if not number(name, 1e-3, 1e9):
                 fail(name, "a positive number of seconds")
@@ -198,7 +202,8 @@ def sign(value, secret):
 
 
 def unsign(signed, keys):
-    """The value if one of the secrets in `keys` signed it, else None (cookie-signature's unsign)."""
+    """The value if one of the secrets in `keys` signed it, else None
+    (cookie-signature's unsign)."""
     return Signer(keys).unsign(signed)
 
 
@@ -366,14 +371,15 @@ class Session(dict):
     @owner.setter
     def owner(self, owner):
         if owner is not None and not (isinstance(owner, str) and 1 <= len(owner) <= MAX_OWNER):
-            raise SessionDataError(
-                f"owner must be a string of 1 to {MAX_OWNER} characters, or None; got {owner!r:.80}")
+            raise SessionDataError(f"owner must be a string of 1 to {MAX_OWNER} characters, "
+                                   f"or None; got {owner!r:.80}")
         self._owner = owner
 
     def changed_keys(self):
         """The top-level keys whose value differs from what was loaded or last saved."""
         now = _snapshot(self)
-        return {key for key in self._saved.keys() | now.keys() if self._saved.get(key) != now.get(key)}
+        return {key for key in self._saved.keys() | now.keys()
+                if self._saved.get(key) != now.get(key)}
 
     @property
     def modified(self):
@@ -473,11 +479,13 @@ class MongoStore:
     indexes are made at once (idempotent), unless `ensure_indexes=False`."""
 
     def __init__(self, collection, *, driver_error=Exception, ensure_indexes=True):
-        # Looked up on the type: a pymongo Database answers any attribute with a collection of that name.
-        missing = [name for name in COLLECTION_METHODS if not callable(getattr(type(collection), name, None))]
+        # Looked up on the type: a pymongo Database answers any attribute with a collection
+        # of that name.
+        missing = [name for name in COLLECTION_METHODS
+                   if not callable(getattr(type(collection), name, None))]
         if missing:
-            raise TypeError(f"MongoStore needs a pymongo Collection (it has no {', '.join(missing)}); "
-                            f"got {type(collection).__name__}")
+            raise TypeError("MongoStore needs a pymongo Collection "
+                            f"(it has no {', '.join(missing)}); got {type(collection).__name__}")
         self.collection, self.driver_error = collection, driver_error
         if ensure_indexes:
             self.ensure_indexes()
@@ -491,7 +499,8 @@ class MongoStore:
             self.collection.create_index(OWNER_INDEX)
 
     def load(self, key, now):
-        # Filter on expires: the TTL sweep runs about once a minute; an expired session is never served.
+        # Filter on expires: the TTL sweep runs about once a minute; an expired session is
+        # never served.
         with self._driver():
             doc = self.collection.find_one({"_id": key, "expires": {"$gt": to_datetime(now)}})
         return None if doc is None else _record(doc)
@@ -534,7 +543,8 @@ class MongoStore:
         # The hint makes MongoDB use the owner index (its documented rule), not the TTL index.
         found = {"owner": owner, "expires": {"$gt": to_datetime(now)}}
         with self._driver():
-            return [(doc["_id"], _record(doc)) for doc in self.collection.find(found, hint=OWNER_INDEX)]
+            return [(doc["_id"], _record(doc))
+                    for doc in self.collection.find(found, hint=OWNER_INDEX)]
 
     def delete_owned(self, owner, keep=None):
         found = {"owner": owner} if keep is None else {"owner": owner, "_id": {"$ne": keep}}
@@ -544,7 +554,8 @@ class MongoStore:
     def purge(self, now):
         """For collections without a TTL monitor."""
         with self._driver():
-            return self.collection.delete_many({"expires": {"$lte": to_datetime(now)}}).deleted_count
+            found = {"expires": {"$lte": to_datetime(now)}}
+            return self.collection.delete_many(found).deleted_count
 
     def ping(self):
         with self._driver():
@@ -555,7 +566,8 @@ class MongoStore:
 
 
 class _Translate:
-    """A with-block in which the driver's error becomes StoreUnavailable (the original as __cause__)."""
+    """A with-block in which the driver's error becomes StoreUnavailable
+    (the original as __cause__)."""
 
     def __init__(self, driver_error):
         self.driver_error = driver_error
@@ -564,7 +576,8 @@ class _Translate:
         return self
 
     def __exit__(self, kind, error, traceback):
-        if error is not None and isinstance(error, self.driver_error) and not isinstance(error, SessionError):
+        if (error is not None and isinstance(error, self.driver_error) and
+                not isinstance(error, SessionError)):
             # Only the type: a driver's message may name hosts and credentials.
             raise StoreUnavailable(type(error).__name__) from error
         return False
@@ -578,8 +591,8 @@ def _record(doc):
     def text(field):
         value = doc.get(field)
         return value if isinstance(value, str) else None
-    return Record(doc.get("session"), to_timestamp(doc["expires"]), text("owner"), when("createdAt"),
-                  when("lastModified"), text("client"))
+    return Record(doc.get("session"), to_timestamp(doc["expires"]), text("owner"),
+                  when("createdAt"), when("lastModified"), text("client"))
 
 
 # --- MemoryStore: one process's memory ---
@@ -600,7 +613,7 @@ class MemoryStore:
     volatile-ttl) rather than being refused: a flood of logins can never lock
     everyone out, and the sessions in use, extended as they are used, go last."""
 
-    PURGE_CHUNK = 1000  # sessions deleted per lock hold, about a millisecond
+    PURGE_CHUNK = 1000  # sessions deleted per lock hold: a short hold, so requests are not held up
     PURGE_PER_INSERT = 16  # expiry work each insert does, so expired sessions never pile up
 
     def __init__(self, max_sessions=None, clock=time.time):
@@ -708,14 +721,15 @@ class MemoryStore:
                 return
 
     def _purge(self, now, budget):
-        """Delete up to `budget` sessions that expired by now; return (deleted, whether more may be due)."""
+        """Delete up to `budget` sessions that expired by now; return
+        (deleted, whether more may be due)."""
         deleted = 0
         while self._due and self._due[0][0] <= now:
             if deleted == budget:
                 return deleted, True
             expires, key = heapq.heappop(self._due)
             record = self._records.get(key)
-            if record is not None and record.expires == expires:  # else stale: moved or deleted since
+            if record is not None and record.expires == expires:  # else stale: moved or deleted
                 self._remove(key)
                 deleted += 1
         return deleted, False
@@ -733,7 +747,8 @@ WARN_EVERY = 60  # seconds between two warnings about the same misconfiguration
 
 
 class SessionInfo(NamedTuple):
-    """What a listing of an owner's sessions shows: never the id, nor anything it can be computed from."""
+    """What a listing of an owner's sessions shows: never the id, nor anything it can be
+    computed from."""
 
     handle: str  # a public name for ending it
     started: float | None
@@ -758,7 +773,8 @@ def _client_text(user_agent):
     """A User-Agent as shown in a listing: printable, one line, at most CLIENT_MAX characters."""
     if not user_agent:
         return None
-    return " ".join("".join(c if c.isprintable() else " " for c in user_agent).split())[:CLIENT_MAX] or None
+    printable = "".join(c if c.isprintable() else " " for c in user_agent)
+    return " ".join(printable.split())[:CLIENT_MAX] or None
 
 
 class SessionInterface:
@@ -808,7 +824,8 @@ class SessionInterface:
             return session
         session.update(data)
         session.id, session.is_new = sid, False
-        session.stored, session.expires, session.absolute_expires = record.text, record.expires, absolute
+        session.stored, session.expires = record.text, record.expires
+        session.absolute_expires = absolute
         session.started, session.owner = record.created, record.owner
         session.max_age = self._stored_max_age(cookie, session.max_age)
         session._mark_saved()
@@ -842,7 +859,7 @@ class SessionInterface:
         extended = session.touched or self.touch_due(session, now)
         if was_new and self._secure(session) and not session._https:
             self._warn_insecure()
-            if changed:  # a login: say so, rather than answer 2xx for a session nobody will send back
+            if changed:  # a login: say so, rather than a 2xx for a session nobody will send back
                 raise InsecureTransport("this session's cookie is Secure-only: start it over HTTPS")
             return None
         if self.should_save(session):
@@ -903,8 +920,9 @@ class SessionInterface:
             session.stored = self._serialise(session, secure)
             record = Record(session.stored, session.expires, session.owner, now, now,
                             _client_text(session._client))
-            replacing = self.key(session.cookie_id) if session.regenerated and session.cookie_id else None
-            # Stored before the old one is deleted: if this fails, the visitor keeps a valid session.
+            replacing = (self.key(session.cookie_id) if session.regenerated and session.cookie_id
+                         else None)
+            # Stored before the old one goes: if this fails, the visitor keeps a valid session.
             self.store.insert(self.key(session.id), record, replacing=replacing)
             session.is_new = False
         else:
@@ -939,8 +957,8 @@ class SessionInterface:
         for _ in range(MERGE_ATTEMPTS):
             session.expires = self._extended_expiry(session, now)
             text = self._serialise(session, secure)
-            if self.store.compare_and_set(key, session.stored, Record(text, session.expires, session.owner),
-                                          now):
+            if self.store.compare_and_set(key, session.stored,
+                                          Record(text, session.expires, session.owner), now):
                 session.stored = text
                 return
             record = self.store.load(key, now)
@@ -948,10 +966,12 @@ class SessionInterface:
             if theirs is None:  # gone (logout, expiry) or made unreadable
                 raise SessionConflict("the session ended while this request was changing it")
             session.clear()
-            session.update({k: v for k, v in theirs.items() if k not in changed and k not in RESERVED_KEYS})
+            session.update({k: v for k, v in theirs.items()
+                            if k not in changed and k not in RESERVED_KEYS})
             session.update(ours)
             session.stored = record.text
-        raise SessionConflict(f"the session kept changing under this request ({MERGE_ATTEMPTS} attempts)")
+        raise SessionConflict("the session kept changing under this request "
+                              f"({MERGE_ATTEMPTS} attempts)")
 
     def _serialise(self, session, secure):
         """The stored JSON: the data plus the cookie object express-session writes."""
@@ -959,16 +979,19 @@ class SessionInterface:
         if clash:
             raise SessionDataError(f"session keys {clash} are reserved; use other names")
         persistent = session.max_age is not None
-        cookie = {"originalMaxAge": round(session.max_age * 1000) if persistent else None,  # milliseconds
+        # originalMaxAge is in milliseconds, as express writes it.
+        cookie = {"originalMaxAge": round(session.max_age * 1000) if persistent else None,
                   "expires": to_iso(session.expires) if persistent else None,
                   "secure": bool(secure), "httpOnly": True}
         if self.options.cookie_domain:
             cookie["domain"] = self.options.cookie_domain
         cookie.update(path=self.options.cookie_path, sameSite=self.options.cookie_samesite)
-        text = _to_json({"cookie": cookie, **session, "absoluteExpires": to_iso(session.absolute_expires)})
+        text = _to_json({"cookie": cookie, **session,
+                         "absoluteExpires": to_iso(session.absolute_expires)})
         size = len(text.encode())
         if size > self.options.max_size:
-            raise SessionDataError(f"session data is {size} bytes, over the {self.options.max_size}-byte cap")
+            raise SessionDataError(f"session data is {size} bytes, "
+                                   f"over the {self.options.max_size}-byte cap")
         return text
 
     def _secure(self, session):
@@ -977,8 +1000,8 @@ class SessionInterface:
 
     def _attributes(self, session):
         opts = self.options
-        return {"path": opts.cookie_path, "domain": opts.cookie_domain, "secure": self._secure(session),
-                "samesite": opts.cookie_samesite}
+        return {"path": opts.cookie_path, "domain": opts.cookie_domain,
+                "secure": self._secure(session), "samesite": opts.cookie_samesite}
 
     def _clearing_cookie(self, session):
         # Cleared with the same Path and Domain it was set with, or the browser keeps it.
@@ -989,9 +1012,9 @@ class SessionInterface:
         now = self.clock()
         if now - self._warned_at >= WARN_EVERY:
             self._warned_at = now
-            log.warning("a session was not started: its cookie must be Secure (cookie_secure=True) and "
-                        "the request came over plain HTTP.  Behind a TLS proxy, trust it (TRUST_PROXY) "
-                        "so its X-Forwarded-Proto counts.")
+            log.warning("a session was not started: its cookie must be Secure (cookie_secure=True) "
+                        "and the request came over plain HTTP.  Behind a TLS proxy, trust it "
+                        "(TRUST_PROXY) so its X-Forwarded-Proto counts.")
 
     # Owners: list and end a user's sessions
 
@@ -1017,8 +1040,9 @@ class SessionInterface:
         now, infos = self.clock(), []
         for key, record in self.store.owned(owner, now):
             data = _load_data(record.text) or {}
-            infos.append(SessionInfo(self.handle_of_key(key), record.created, record.extended, record.expires,
-                                     from_iso(data.get("absoluteExpires")), record.client))
+            infos.append(SessionInfo(self.handle_of_key(key), record.created, record.extended,
+                                     record.expires, from_iso(data.get("absoluteExpires")),
+                                     record.client))
         return sorted(infos, key=lambda info: info.started or 0, reverse=True)
 
     def end_session(self, owner, handle):
