@@ -894,29 +894,31 @@ class GuardedStore:
         self._lock = threading.Lock()
         self.down, self._probing, self._probe_at = False, False, 0.0
 
-    def load(self, *args):
-        return self._call(self.store.load, *args)
+    # The store contract (sessions.Store), every call through _call.
 
-    def insert(self, *args, **kwargs):
-        return self._call(self.store.insert, *args, **kwargs)
+    def load(self, key, now):
+        return self._call(self.store.load, key, now)
 
-    def compare_and_set(self, *args):
-        return self._call(self.store.compare_and_set, *args)
+    def insert(self, key, record, replacing=None):
+        return self._call(self.store.insert, key, record, replacing=replacing)
 
-    def touch(self, *args):
-        return self._call(self.store.touch, *args)
+    def compare_and_set(self, key, previous, record, now):
+        return self._call(self.store.compare_and_set, key, previous, record, now)
 
-    def delete(self, *args):
-        return self._call(self.store.delete, *args)
+    def touch(self, key, expires, now):
+        return self._call(self.store.touch, key, expires, now)
 
-    def owned(self, *args):
-        return self._call(self.store.owned, *args)
+    def delete(self, key):
+        return self._call(self.store.delete, key)
 
-    def delete_owned(self, *args, **kwargs):
-        return self._call(self.store.delete_owned, *args, **kwargs)
+    def owned(self, owner, now):
+        return self._call(self.store.owned, owner, now)
 
-    def purge(self, *args):
-        return self._call(self.store.purge, *args)
+    def delete_owned(self, owner, keep=None):
+        return self._call(self.store.delete_owned, owner, keep=keep)
+
+    def purge(self, now):
+        return self._call(self.store.purge, now)
 
     def ping(self):
         return self._call(self.store.ping)

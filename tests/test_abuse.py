@@ -18,19 +18,10 @@ import time
 import pytest
 
 from support.child import Child
-from support.realhttp import ROOT, Client, start_service
+from support.realhttp import ROOT, Client, running
 from support.wireserver import start_wire_server
 
 pytestmark = pytest.mark.slow
-
-
-@contextlib.contextmanager
-def running(env=None):
-    service = start_service(env)
-    try:
-        yield service
-    finally:
-        service.kill()
 
 
 def connect(port, source="127.0.0.1", timeout=5):

@@ -24,21 +24,12 @@ import pytest
 
 import sessions
 from support.basics import skip_unless
-from support.realhttp import ROOT, Client, start_service
+from support.realhttp import ROOT, Client, running, start_service
 from support.wireserver import start_wire_server
 
 SERVICE = os.path.join(ROOT, "service.py")
 
 pytestmark = pytest.mark.slow
-
-
-@contextlib.contextmanager
-def running(env=None):
-    service = start_service(env)
-    try:
-        yield service
-    finally:
-        service.kill()
 
 
 @contextlib.contextmanager

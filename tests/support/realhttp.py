@@ -1,6 +1,7 @@
 """The service as a user meets it: `python service.py` in a child process,
 spoken to over a real socket by a small client that keeps cookies."""
 
+import contextlib
 import http.client
 import json
 import os
@@ -16,6 +17,16 @@ def start_service(env=None, timeout=20):
     """`python service.py` on a free port of 127.0.0.1 (PORT=0), as a Child; env adds to or overrides these."""
     env = {"HOST": "127.0.0.1", "PORT": "0", "SESSION_SECRET": "process-secret", **(env or {})}
     return Child([sys.executable, os.path.join(ROOT, "service.py")], env=env, ready=LISTENING, timeout=timeout)
+
+
+@contextlib.contextmanager
+def running(env=None):
+    """start_service(env) for a with-block: the service is killed at its end, whatever happened."""
+    service = start_service(env)
+    try:
+        yield service
+    finally:
+        service.kill()
 
 
 def user_of(child):
