@@ -255,8 +255,8 @@ def make_app(interface, login_limit=None, metrics=None):
         if everywhere:
             owner = requester(session)
             with store_errors(warnings, metrics):
-                # This one's cookie is cleared below.
-                answer["ended"] = ended_by_owner(interface.end_sessions(owner))
+                others = ended_by_owner(interface.end_sessions(owner, keep=session))
+            answer["ended"] = others + 1  # and this one, a logout: destroyed just below
         session.destroy()
         if browser():
             bottle.redirect("/?done=everywhere" if everywhere else "/?done=logout", 303)
@@ -394,8 +394,7 @@ def flag(fields, name):
 NICKNAME = precis_i18n.get_profile("NicknameCasePreserved")  # RFC 8266
 WHY = {"controls": "a control character", "precis_ignorable_properties": "an invisible character",
        "zero_width_joiner": "an invisible joiner", "zero_width_nonjoiner": "an invisible joiner",
-       "old_hangul_jamo": "a Hangul filler", "unassigned": "an unassigned code point",
-       "bidi_rule": "a mix of directions that can display misleadingly"}
+       "old_hangul_jamo": "a Hangul filler", "unassigned": "an unassigned code point"}
 
 
 def check_name(name):
