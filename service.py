@@ -52,6 +52,7 @@ DRAIN_FOR = 10  # seconds in-flight requests may take to finish after SIGTERM
 IDLE_TIMEOUT = 30  # seconds a connection may sit idle (waitress's channel_timeout; default 120)
 WARN_EVERY = 10  # seconds: a repeated warning is one line per interval, with a count
 READY_TIMEOUT = 1  # seconds a readiness probe waits for the store's ping
+ADMIN_PER_CLIENT = 10  # connections one address may hold to the management port
 
 # --- Sessions in routes: a Bottle plugin ---
 
@@ -85,6 +86,9 @@ class SessionPlugin:
     def apply(self, callback, route):
         if self.keyword not in inspect.signature(route.callback).parameters:
             return callback  # this route does not ask for a session: no store work at all
+        if inspect.isgeneratorfunction(route.callback):
+            raise bottle.PluginError(f"{route.rule}: a generator route cannot take a session: "
+                                     "its body runs after the answer began, too late to save")
 
         @functools.wraps(callback)
         def with_session(*args, **kwargs):
@@ -376,7 +380,7 @@ def read_fields(environ, optional=False):
             fields = json.loads(text)
         else:
             fields = {k: v[0] for k, v in
-                      urllib.parse.parse_qs(text, keep_blank_values=True).items()}
+                      urllib.parse.parse_qs(text, keep_blank_values=True, errors="strict").items()}
     except (ValueError, RecursionError):  # bad UTF-8, bad JSON, JSON nested too deep
         bottle.abort(400, "the body is not valid " +
                      ("JSON" if kind == "application/json" else "form data"))
@@ -385,10 +389,16 @@ def read_fields(environ, optional=False):
     return fields
 
 
+FLAGS = {True: True, False: False, "1": True, "true": True, "0": False, "false": False}
+
+
 def flag(fields, name):
-    """A yes/no field: JSON true, or a form's "1"/"true"/"on"."""
-    value = fields.get(name)
-    return value is True or (isinstance(value, str) and value.lower() in ("1", "true", "on"))
+    """A yes/no field: JSON true or false, or a form's "1" or "0"; absent is no.  Anything
+    else is a 400: a request that asks to end sessions must not be half understood."""
+    value = fields.get(name, False)
+    if not isinstance(value, (bool, str)) or value not in FLAGS:
+        bottle.abort(400, f"{name} must be true or false")
+    return FLAGS[value]
 
 
 NICKNAME = precis_i18n.get_profile("NicknameCasePreserved")  # RFC 8266
@@ -517,11 +527,19 @@ class LoginLimit:
 
     @staticmethod
     def _client(address):
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return address
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
+        return client_of(address)
+
+
+def client_of(address):
+    """Who a client address stands for: an IPv4 address (an IPv4-mapped one included), or the
+    /64 of an IPv6 address, which one host is given whole."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
 
 
 # --- The teaching page ---
@@ -832,8 +850,8 @@ def mongo_options(url_options):
     """What the service adds to MONGO_URL's options (given with lower-case names, as pymongo
     parses them)."""
     added = {k: v for k, v in MONGO_DEFAULTS.items() if k.lower() not in url_options}
-    # In seconds, as parse_uri gives them.
-    steps = [url_options[k] for k in STEP_TIMEOUTS if k in url_options]
+    # In seconds, as parse_uri gives them; 0 (pymongo's "no limit") bounds nothing.
+    steps = [url_options[k] for k in STEP_TIMEOUTS if url_options.get(k)]
     if "timeoutMS" in added and steps:
         added["timeoutMS"] = int(min(steps) * 1000)
     return added
@@ -850,6 +868,9 @@ def open_mongo_collection(url, name):
         raise ConfigError(f"MONGO_URL: w={given['w']} cannot keep the promise that an answered "
                           "login is stored; leave w out (the service uses w=majority) "
                           "or set w=majority")
+    if given.get("timeoutms") == 0:  # pymongo's "no limit": a hung store would hold requests for ever
+        raise ConfigError("MONGO_URL: timeoutMS=0 leaves store calls unbounded; leave it out "
+                          "(the service uses 5000) or give a number of milliseconds")
     try:
         client = pymongo.MongoClient(url, **mongo_options(given))
     except (PyMongoError, ValueError) as exc:
@@ -913,8 +934,8 @@ class GuardedStore:
     def owned(self, owner, now):
         return self._call(self.store.owned, owner, now)
 
-    def delete_owned(self, owner, keep=None):
-        return self._call(self.store.delete_owned, owner, keep=keep)
+    def delete_owned(self, owner, now, keep=None):
+        return self._call(self.store.delete_owned, owner, now, keep=keep)
 
     def purge(self, now):
         return self._call(self.store.purge, now)
@@ -977,15 +998,16 @@ def open_store(settings, ensure_indexes=True, metrics=None):
 def readiness(store):
     """None if the store answers a ping now, else why not; never waits behind session requests
     (no store slot) nor longer than READY_TIMEOUT."""
-    if isinstance(store, GuardedStore):
-        if store.down:
-            return "the session store failed; a probe tries it again shortly"
-        store = store.store
+    guarded = store if isinstance(store, GuardedStore) else None
     try:
         with pymongo.timeout(READY_TIMEOUT):
-            store.ping()
+            (guarded.store if guarded else store).ping()
     except sessions.StoreUnavailable as exc:
         return f"the session store is unavailable ({exc})"
+    if guarded:
+        # The store answers: close the breaker.  An instance taken out of service sees no session
+        # request that could probe it, so readiness must be that probe.
+        guarded.down = False
     return None
 
 
@@ -1142,9 +1164,11 @@ def outermost(app, access_log=None, trust_proxy=None, clock=time.time, metrics=N
                 sent = path
                 if not _PLAIN_PATH.fullmatch(path):
                     sent = urllib.parse.quote(path.encode("latin-1", "replace"), safe="/")
+                sent = sent if len(sent) <= 200 else sent[:200] + "..."  # a line, not a flood
+                method = str(environ.get("REQUEST_METHOD"))[:20]
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
                 access_log.write(f"{when},{int(now * 1000) % 1000:03d} INFO "
-                                 f"{environ.get('REQUEST_METHOD')} {sent} {status} "
+                                 f"{method} {sent} {status} "
                                  f"{(now - started) * 1000:.1f}ms\n")
     return handle
 
@@ -1223,10 +1247,10 @@ def harden(listeners, trust_proxy, connections_per_client):
 
         def __init__(self, server, sock, addr, adj, map=None):
             super().__init__(server, sock, addr, adj, map)
-            client = addr[0]
-            if trust_proxy is None or (trust_proxy != "*" and client != trust_proxy):
+            if trust_proxy is None or (trust_proxy != "*" and addr[0] != trust_proxy):
+                client = client_of(addr[0])  # an IPv6 host's whole /64 is one client
                 same = sum(1 for ch in self._map.values()
-                           if isinstance(ch, HTTPChannel) and ch.addr[0] == client)
+                           if isinstance(ch, HTTPChannel) and client_of(ch.addr[0]) == client)
                 if same > connections_per_client:
                     answer_and_close(self, "429 Too Many Requests",
                                      "too many connections from your address")
@@ -1320,17 +1344,12 @@ def serve(app, settings, store_kind, stopping, management=None):
         log.info("listening on %s (store: %s)", url_of(listener), store_kind)
     if management is not None:
         admin_listeners = [ch for ch in admin_channels.values() if isinstance(ch, BaseWSGIServer)]
-        harden(admin_listeners, None, settings.connections_per_client)
+        harden(admin_listeners, None, ADMIN_PER_CLIENT)
         for listener in admin_listeners:
             log.info("management port %s: /healthz, /readyz, /metrics", url_of(listener))
-        threading.Thread(target=wasyncore.loop, daemon=True, name="management",
-                         kwargs={"timeout": 0.5, "map": admin_channels, "use_poll": True}).start()
-    checked = 0.0
-    while not stopping.is_set():
-        wasyncore.loop(timeout=0.5, map=channels, count=1, use_poll=True)
-        if time.monotonic() - checked >= 0.5:
-            checked = time.monotonic()
-            close_late_requests(channels, settings.request_timeout)
+        threading.Thread(target=event_loop, args=(admin_channels, stopping, settings.request_timeout),
+                         daemon=True, name="management").start()
+    event_loop(channels, stopping, settings.request_timeout)
 
     log.info("stopping: finishing requests in flight")
     drain(listeners, channels)
@@ -1340,6 +1359,17 @@ def serve(app, settings, store_kind, stopping, management=None):
         admin.task_dispatcher.shutdown(timeout=1)
         wasyncore.close_all(admin_channels)
     return True
+
+
+def event_loop(channels, stopping, request_timeout):
+    """waitress's event loop over `channels` until `stopping` is set, cutting off late requests."""
+    from waitress import wasyncore
+    checked = 0.0
+    while not stopping.is_set():
+        wasyncore.loop(timeout=0.5, map=channels, count=1, use_poll=True)
+        if time.monotonic() - checked >= 0.5:
+            checked = time.monotonic()
+            close_late_requests(channels, request_timeout)
 
 
 def url_of(listener):

@@ -337,6 +337,15 @@ def _canonical(value):
 MAX_OWNER = 256  # characters of an owner id
 
 
+def _is_utf8(text):
+    """Whether a store can keep it: a lone surrogate has no UTF-8 (nor BSON) form."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Session(dict):
     """One visitor's data: a dict that knows whether it changed.
 
@@ -370,7 +379,8 @@ class Session(dict):
 
     @owner.setter
     def owner(self, owner):
-        if owner is not None and not (isinstance(owner, str) and 1 <= len(owner) <= MAX_OWNER):
+        if owner is not None and not (isinstance(owner, str) and 1 <= len(owner) <= MAX_OWNER
+                                      and _is_utf8(owner)):
             raise SessionDataError(f"owner must be a string of 1 to {MAX_OWNER} characters, "
                                    f"or None; got {owner!r:.80}")
         self._owner = owner
@@ -391,6 +401,7 @@ class Session(dict):
         OWASP: renew the id when privilege changes (login), against session fixation."""
         self.clear()
         self.id, self.is_new, self.stored, self.regenerated = new_id(), True, None, True
+        self.destroyed = False  # a logout and then a login, in one request: the login stands
         self.expires = self.absolute_expires = self.started = None
         self.max_age = self._saved_max_age = self._initial_max_age
         self.owner = self.stored_owner = None
@@ -453,8 +464,9 @@ class Store(Protocol):
     def owned(self, owner, now):
         """The live sessions of owner, as (key, Record) pairs, without scanning the others."""
 
-    def delete_owned(self, owner, keep=None):
-        """Delete every session of owner but the one under `keep`; return how many."""
+    def delete_owned(self, owner, now, keep=None):
+        """Delete every live session of owner but the one under `keep`; return how many
+        (expired ones are left to purge)."""
 
     def purge(self, now):
         """Delete every session that expired by now; return how many."""
@@ -546,8 +558,10 @@ class MongoStore:
             return [(doc["_id"], _record(doc))
                     for doc in self.collection.find(found, hint=OWNER_INDEX)]
 
-    def delete_owned(self, owner, keep=None):
-        found = {"owner": owner} if keep is None else {"owner": owner, "_id": {"$ne": keep}}
+    def delete_owned(self, owner, now, keep=None):
+        found = {"owner": owner, "expires": {"$gt": to_datetime(now)}}
+        if keep is not None:
+            found["_id"] = {"$ne": keep}
         with self._driver():
             return self.collection.delete_many(found, hint=OWNER_INDEX).deleted_count
 
@@ -602,12 +616,12 @@ class MemoryStore:
     """Sessions in this process's memory, lost when it stops: for one process
     (a prototype, a test), never for several instances behind a proxy.
 
-    key -> Record, beside two indexes: owner -> keys, and a heap of
-    (expires, key) so that purging visits only what expired.  A write that
-    moves an expiry pushes a new heap entry and leaves the old one, skipped
-    when it comes due; the heap is rebuilt when stale entries outnumber live
-    sessions.  Reads take no lock (one dict lookup is atomic); writes take one,
-    never for more than PURGE_CHUNK expired sessions.
+    key -> Record, beside two indexes: owner -> keys, and a heap of (time, key)
+    so that purging visits only what is due.  Each session has one entry in the
+    heap, at or before its expiry: a session extended since is put back at its
+    new expiry when its entry comes due, so extending costs no heap work.
+    Reads take no lock (one dict lookup is atomic); writes take one, never for
+    more than PURGE_CHUNK entries of expiry work.
 
     At max_sessions a new session ends the one nearest its end (Redis's
     volatile-ttl) rather than being refused: a flood of logins can never lock
@@ -620,7 +634,8 @@ class MemoryStore:
         self.max_sessions, self.clock = max_sessions, clock  # max_sessions None: no cap
         self._records = {}
         self._owned = {}  # owner -> set of keys
-        self._due = []  # heap of (expires, key), some stale
+        self._due = []  # heap of (time, key): when to look at the session again
+        self._scheduled = {}  # key -> its time in the heap (an entry with another time is stale)
         self._lock = threading.Lock()
         self.evicted = 0  # sessions ended early to make room
 
@@ -668,9 +683,10 @@ class MemoryStore:
         found = ((key, self.load(key, now)) for key in keys)
         return [(key, record) for key, record in found if record is not None]
 
-    def delete_owned(self, owner, keep=None):
+    def delete_owned(self, owner, now, keep=None):
         with self._lock:
-            keys = [key for key in self._owned.get(owner, ()) if key != keep]
+            keys = [key for key in self._owned.get(owner, ())
+                    if key != keep and self._records[key].expires > now]
             for key in keys:
                 self._remove(key)
             return len(keys)
@@ -693,15 +709,17 @@ class MemoryStore:
         if record.owner is not None:
             self._owned.setdefault(record.owner, set()).add(key)
         self._records[key] = record
-        if old is None or old.expires != record.expires:
-            heapq.heappush(self._due, (record.expires, key))
-            if len(self._due) > 2 * len(self._records) + 1000:  # mostly stale: rebuild
-                self._due = [(r.expires, k) for k, r in self._records.items()]
-                heapq.heapify(self._due)
+        if key not in self._scheduled or record.expires < self._scheduled[key]:
+            self._schedule(key, record.expires)  # new, or shortened: looked at again in time
+
+    def _schedule(self, key, when):
+        self._scheduled[key] = when
+        heapq.heappush(self._due, (when, key))
 
     def _remove(self, key):
         record = self._records.pop(key, None)  # its heap entry is skipped when it comes due
         if record is not None:
+            del self._scheduled[key]
             self._disown(key, record.owner)
 
     def _disown(self, key, owner):
@@ -712,27 +730,35 @@ class MemoryStore:
                 del self._owned[owner]
 
     def _evict_nearest_end(self):
+        """Every entry is at or before its session's expiry: the first that is not stale or
+        extended is the session nearest its end."""
         while self._due:
-            expires, key = heapq.heappop(self._due)
-            record = self._records.get(key)
-            if record is not None and record.expires == expires:  # else stale
-                self._remove(key)
-                self.evicted += 1
-                return
+            when, key = heapq.heappop(self._due)
+            if self._scheduled.get(key) != when:
+                continue  # stale: deleted, or scheduled earlier since
+            if self._records[key].expires > when:
+                self._schedule(key, self._records[key].expires)  # extended since: due then
+                continue
+            self._remove(key)
+            self.evicted += 1
+            return
 
     def _purge(self, now, budget):
-        """Delete up to `budget` sessions that expired by now; return
-        (deleted, whether more may be due)."""
+        """Delete the sessions that expired by now, looking at up to `budget` heap entries;
+        return (deleted, whether more may be due)."""
         deleted = 0
-        while self._due and self._due[0][0] <= now:
-            if deleted == budget:
-                return deleted, True
-            expires, key = heapq.heappop(self._due)
-            record = self._records.get(key)
-            if record is not None and record.expires == expires:  # else stale: moved or deleted
+        for _ in range(budget):
+            if not self._due or self._due[0][0] > now:
+                return deleted, False
+            when, key = heapq.heappop(self._due)
+            if self._scheduled.get(key) != when:
+                continue  # stale: deleted, or scheduled earlier since
+            if self._records[key].expires > now:
+                self._schedule(key, self._records[key].expires)  # extended since: due then
+            else:
                 self._remove(key)
                 deleted += 1
-        return deleted, False
+        return deleted, bool(self._due) and self._due[0][0] <= now
 
 
 def _millis(timestamp):
@@ -909,7 +935,10 @@ class SessionInterface:
     def touch_due(self, session, now):
         if session.is_new:
             return False
-        return self._extended_expiry(session, now) - session.expires >= self.options.touch_after
+        idle = self.options.max_age if session.max_age is None else session.max_age
+        # A session's own shorter max_age is touched at least a tenth as often, or use could not keep it.
+        interval = min(self.options.touch_after, idle / 10)
+        return self._extended_expiry(session, now) - session.expires >= interval
 
     def _write(self, session, now):
         secure = self._secure(session)
@@ -936,6 +965,15 @@ class SessionInterface:
             lifetime = max(lifetime, session.max_age)
         return started + lifetime
 
+    def _reset_absolute(self, session):
+        """The absolute deadline after a change of max_age: from the start when known, else
+        only ever later (another service started it)."""
+        if session.started is not None:
+            session.absolute_expires = self._absolute_deadline(session, session.started)
+        else:
+            longer = self._absolute_deadline(session, self.clock())
+            session.absolute_expires = max(session.absolute_expires, longer)
+
     def _extended_expiry(self, session, now):
         idle = self.options.max_age if session.max_age is None else session.max_age
         deadline = session.absolute_expires or math.inf
@@ -948,11 +986,12 @@ class SessionInterface:
         version, and try again (bounded)."""
         changed = session.changed_keys()
         ours = {key: session[key] for key in changed if key in session}
+        owner_changed = session.owner != session.stored_owner
+        max_age_changed = session.max_age != session._saved_max_age
         if session.absolute_expires is None:  # another service started it: from now on
             session.absolute_expires = self._absolute_deadline(session, now)
-        elif session.max_age != session._saved_max_age:  # "remember me" ticked on a stored session
-            longer = self._absolute_deadline(session, session.started or now)
-            session.absolute_expires = max(session.absolute_expires, longer)
+        elif max_age_changed:  # "remember me" ticked, or unticked, on a stored session
+            self._reset_absolute(session)
         key = self.key(session.id)
         for _ in range(MERGE_ATTEMPTS):
             session.expires = self._extended_expiry(session, now)
@@ -970,6 +1009,14 @@ class SessionInterface:
                             if k not in changed and k not in RESERVED_KEYS})
             session.update(ours)
             session.stored = record.text
+            # What this request did not change is theirs: the owner, the lifetime.
+            if not owner_changed:
+                session.owner = session.stored_owner = record.owner
+            if not max_age_changed:
+                session.max_age = session._saved_max_age = \
+                    self._stored_max_age(theirs.get("cookie"), session.max_age)
+                session.absolute_expires = from_iso(theirs.get("absoluteExpires")) or \
+                    session.absolute_expires
         raise SessionConflict("the session kept changing under this request "
                               f"({MERGE_ATTEMPTS} attempts)")
 
@@ -1054,5 +1101,6 @@ class SessionInterface:
         return False
 
     def end_sessions(self, owner, keep=None):
-        """End every session of owner but the session `keep`; return how many ended."""
-        return self.store.delete_owned(owner, keep=None if keep is None else self.key(keep.id))
+        """End every live session of owner but the session `keep`; return how many ended."""
+        keep = None if keep is None else self.key(keep.id)
+        return self.store.delete_owned(owner, self.clock(), keep=keep)

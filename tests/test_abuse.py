@@ -262,3 +262,10 @@ def test_store_warnings_are_summarised_not_one_per_request():
             print(f"{len(answers)} requests while the store was down: {len(warnings)} warning lines")
             assert answers.count(503) == 60
             assert 1 <= len(warnings) <= 5, warnings  # one at once, then one per interval with a count
+
+
+def test_an_ipv4_mapped_address_counts_as_its_ipv4_address():
+    import service
+    limit = service.LoginLimit(1)
+    assert limit.wait("::ffff:1.2.3.4") == 0 and limit.wait("1.2.3.4") > 0  # one client
+    assert limit.wait("::ffff:5.6.7.8") == 0  # another client, not the same /64

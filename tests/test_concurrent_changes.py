@@ -1,9 +1,12 @@
 """Two requests changing one session: a failed compare-and-set merges only this request's own
 changes, or gives up with SessionConflict (the threaded version, over the wire: test_wire.py)."""
 
+import json
+
 import pytest
 
 import sessions
+from support.basics import T0, cookie_value
 from support.library import login
 
 
@@ -126,3 +129,35 @@ def test_a_merge_that_never_wins_gives_up_with_a_conflict(interface, mongo, cloc
     with pytest.raises(sessions.SessionConflict, match="kept changing"):
         ours.save_session(session)
     assert interface.open_session(cookie) == {"x": sessions.MERGE_ATTEMPTS}
+
+
+# --- a concurrent save keeps the other request's owner and lifetime ---
+
+def test_a_merge_keeps_the_other_requests_owner_and_remember_me(make_interface, mongo, clock):
+    interface = make_interface()
+    first = interface.open_session(None)
+    first["n"] = 1
+    cookie = cookie_value(interface.save_session(first))
+    mine, theirs = interface.open_session(cookie), interface.open_session(cookie)
+    theirs.owner, theirs.max_age = "ann", 30 * 24 * 3600  # they ticked "remember me" and bound it
+    interface.save_session(theirs)
+    mine["cart"] = ["tea"]  # we changed only data: their owner and lifetime must stay
+    interface.save_session(mine)
+    doc = mongo.find_one()
+    data = json.loads(doc["session"])
+    assert doc["owner"] == "ann" and data["cookie"]["originalMaxAge"] == 30 * 24 * 3600 * 1000
+    assert data["absoluteExpires"] == sessions.to_iso(T0 + 30 * 24 * 3600) and data["cart"] == ["tea"]
+    assert mine.owner == "ann" and mine.max_age == 30 * 24 * 3600  # what we hold now is what is stored
+
+
+def test_a_merge_keeps_our_own_owner_change_over_theirs(make_interface, mongo):
+    interface = make_interface()
+    first = interface.open_session(None)
+    first["n"] = 1
+    cookie = cookie_value(interface.save_session(first))
+    mine, theirs = interface.open_session(cookie), interface.open_session(cookie)
+    theirs["x"] = 1
+    interface.save_session(theirs)
+    mine.owner = "bob"
+    interface.save_session(mine)
+    assert mongo.find_one()["owner"] == "bob" and json.loads(mongo.find_one()["session"])["x"] == 1

@@ -243,3 +243,15 @@ def test_session_samesite_none_without_secure_names_the_variable():
 @pytest.mark.parametrize("value, browser", [("1", True), ("0", False), ("", False)])
 def test_session_browser_cookie_turns_on_browser_session_cookies(value, browser):
     assert service.settings_from_env({"SESSION_BROWSER_COOKIE": value}).options.browser_session_cookie is browser
+
+
+@pytest.mark.parametrize("option", ["socketTimeoutMS=0", "connectTimeoutMS=0"])
+def test_a_step_timeout_of_0_means_none_and_the_bound_stays(option):
+    collection = service.open_mongo_collection(f"mongodb://127.0.0.1:9/app?{option}", "web")
+    assert collection.database.client.options.timeout == 5  # pymongo reads 0 as "no limit": ours holds
+    collection.database.client.close()
+
+
+def test_timeout_ms_0_is_refused_every_store_call_must_be_bounded():
+    with pytest.raises(service.ConfigError, match="timeoutMS=0"):
+        service.open_mongo_collection("mongodb://127.0.0.1:9/app?timeoutMS=0", "web")

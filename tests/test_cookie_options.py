@@ -196,3 +196,28 @@ def test_a_session_saved_twice_keeps_a_nested_edit_made_between(make_interface, 
     session["cart"]["items"].append("milk")  # a nested edit after the first save
     interface.save_session(session)
     assert stored(mongo)["cart"] == {"items": ["tea", "milk"]}
+
+
+def test_a_session_max_age_shorter_than_the_touch_interval_is_kept_alive_by_use(make_interface, clock):
+    interface = make_interface()  # touch_after 42 min
+    session = interface.open_session(None)
+    session["user"] = "ann"
+    session.max_age = 600  # 10 minutes
+    cookie = cookie_value(interface.save_session(session))
+    for _ in range(30):  # read every minute for half an hour: used, so never gone
+        clock.advance(60)
+        loaded = interface.open_session(cookie)
+        assert loaded["user"] == "ann"
+        interface.save_session(loaded)
+
+
+def test_unticking_remember_me_shortens_the_absolute_deadline_again(make_interface, mongo, clock):
+    interface = make_interface()
+    session = interface.open_session(None)
+    session["user"] = "ann"
+    session.max_age = 30 * DAY
+    cookie = cookie_value(interface.save_session(session))
+    loaded = interface.open_session(cookie)
+    loaded.max_age = 7 * 3600  # back to the service's own
+    interface.save_session(loaded)
+    assert stored(mongo)["absoluteExpires"] == sessions.to_iso(T0 + DAY)

@@ -144,3 +144,18 @@ def test_media_types_in_accept_are_case_insensitive(client):
 @pytest.mark.parametrize("accept", ["text/html;q=\xb2", "text/html;q=1e3", ";;,,", "text/html;q="])
 def test_an_odd_accept_header_is_no_500(client, accept):
     assert client.post_json("/", {"name": "A"}, headers={"Accept": accept}).json == {"name": "A"}
+
+
+def test_the_access_line_cuts_a_long_path_and_method(utc):
+    import io
+    log = io.StringIO()
+
+    def answer(environ, start_response):
+        start_response("404 Not Found", [])
+        return [b""]
+    app = service.outermost(answer, access_log=log)
+    for method, path in (("GET", "/" + "a" * 5000), ("X" * 200, "/")):
+        app({"REQUEST_METHOD": method, "PATH_INFO": path}, lambda *args: None)
+    first, second = log.getvalue().splitlines()
+    assert len(first) < 300 and "aaa... 404 " in first
+    assert len(second) < 300 and " " + "X" * 20 + " / 404 " in second

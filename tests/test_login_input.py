@@ -180,3 +180,9 @@ def test_a_json_login_with_a_charset_is_accepted(client):
 def test_media_types_are_case_insensitive(client, content_type):
     # RFC 9110 section 8.3.1: the type and subtype are case-insensitive.
     assert client.post("/", '{"name": "A"}', content_type=content_type).json == {"name": "A"}
+
+
+def test_a_form_escape_that_is_not_utf8_is_a_400_not_a_replacement_character(client, mongo):
+    response = client.post("/", "name=%ff%fe", content_type="application/x-www-form-urlencoded", status=400)
+    assert response.json == {"error": "the body is not valid form data"}
+    assert mongo.count_documents({}) == 0

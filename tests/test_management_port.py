@@ -59,3 +59,28 @@ def test_without_admin_port_there_is_no_management_listener():
         assert child.wait_for("management port", timeout=1) is None
     finally:
         child.stop()
+
+
+def test_the_management_port_cuts_off_trickling_requests_and_caps_a_client():
+    child = start_service({"ADMIN_PORT": "0", "REQUEST_TIMEOUT": "2"})
+    held = []
+    try:
+        port = int(re.search(r"management port http://\S+:(\d+)",
+                             child.wait_for(r"management port http://\S+:(\d+)", timeout=10)).group(1))
+        for _ in range(30):  # one client, each a header byte now and then: none ever finished
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nH")
+            held.append(sock)
+        # A fresh probe from elsewhere is answered: that client holds at most its share.
+        assert Client("127.0.0.1", port, timeout=5, source="127.0.0.2").get("/healthz").status == 200
+        answers = []
+        for sock in held:
+            try:
+                answers.append(sock.recv(64)[:12])
+            except OSError:
+                answers.append(b"")
+        assert b"HTTP/1.1 429" in answers and b"HTTP/1.1 408" in answers  # over its share; too slow
+    finally:
+        for sock in held:
+            sock.close()
+        child.stop()

@@ -141,3 +141,23 @@ def test_the_metrics_say_nothing_about_sessions_but_counts(flow):
     text = management.get("/metrics").text
     sid = cookie_value(f"x={ann.cookies['example.sid']}")
     assert "Ann" not in text and "Secret-Agent" not in text and sid.split("=")[1][4:20] not in text
+
+
+def test_readyz_on_the_management_port_probes_a_store_the_breaker_took_out():
+    class Flaky(sessions.MemoryStore):
+        fail = True
+
+        def ping(self):
+            if self.fail:
+                import pymongo.errors
+                raise sessions.StoreUnavailable("AutoReconnect") from pymongo.errors.AutoReconnect("down")
+    inner = Flaky()
+    guarded = service.GuardedStore(inner, slots=2, timeout=5)
+    with pytest.raises(sessions.StoreUnavailable):
+        guarded.ping()
+    assert guarded.down  # open: only a probe may try again
+    management = webtest.TestApp(service.management_app(guarded, service.Metrics()))
+    assert management.get("/readyz", status=503)
+    inner.fail = False  # the store is back, and no session request comes (the instance is unready)
+    assert management.get("/readyz").json == {"status": "ready"}
+    assert guarded.down is False  # the readiness probe closed the breaker

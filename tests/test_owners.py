@@ -282,3 +282,32 @@ def test_a_store_warning_names_the_sessions_handle_never_its_id(make_client, cap
     [line] = [r.getMessage() for r in caplog.records if r.name == "service"]
     handle = sessions.SessionInterface.handle_of_key(sid)
     assert f"(session {handle})" in line and sid not in line
+
+
+def test_an_owner_with_a_lone_surrogate_is_a_clear_error(interface):
+    with pytest.raises(sessions.SessionDataError, match="^owner must be"):
+        interface.open_session(None).owner = "ann\ud800"
+
+
+def test_ending_sessions_counts_only_live_ones(interface, clock):
+    start(interface, "ann")
+    clock.advance(7 * 3600 + 1)  # expired, not yet purged
+    _, live = start(interface, "ann")
+    assert interface.end_sessions("ann") == 1
+
+
+@pytest.mark.parametrize("everywhere", [1, "yes", "True ", [], {}])
+def test_logout_with_an_unclear_everywhere_is_a_400_not_a_quiet_half_logout(make_client, everywhere):
+    phone, laptop = make_client(), make_client()
+    log_in(phone, "Ann")
+    log_in(laptop, "Ann")
+    response = laptop.post_json("/logout", {"everywhere": everywhere}, status=400)
+    assert "everywhere" in response.json["error"]
+    assert phone.get("/name").json == {"name": "Ann"} and laptop.get("/name").json == {"name": "Ann"}
+
+
+@pytest.mark.parametrize("others", [1, "yes", None])
+def test_ending_others_with_an_unclear_flag_is_a_400(make_client, others):
+    client = make_client()
+    log_in(client, "Ann")
+    assert "others" in client.post_json("/sessions/end", {"others": others}, status=400).json["error"]

@@ -78,7 +78,7 @@ def test_an_owners_sessions_are_found_through_the_owner_index(wire_server):
             store.insert(f"k{n}", sessions.Record("{}", 4_102_444_800 + n, owner="ann"))
         recorder.commands.clear()
         assert len(store.owned("ann", 0)) == 3
-        assert store.delete_owned("ann", keep="k0") == 2
+        assert store.delete_owned("ann", 0, keep="k0") == 2
         sent = [(name, command) for name, command in recorder.commands if name in ("find", "delete")]
         # MongoDB uses the index a query names in `hint` (and fails if there is none): an index
         # scan of this owner's entries, never a collection scan.

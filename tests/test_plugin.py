@@ -324,3 +324,25 @@ def test_a_mounted_app_matches_the_cookie_path_against_the_whole_path():
     outer.mount("/shop/", inner)
     response = webtest.TestApp(outer).post("/shop/cart")
     assert "Path=/shop;" in response.headers["Set-Cookie"] and len(stored_texts(store)) == 1
+
+
+def test_a_generator_route_cannot_take_a_session():
+    # Its body runs after the plugin has saved: every change would be lost.  Said at once.
+    app, _ = own_app()
+
+    def streamed(session):
+        session["x"] = 1
+        yield b"late"
+    with pytest.raises(bottle.PluginError, match="generator"):
+        app.route("/stream", callback=streamed)
+        app.routes[-1].call  # bottle applies plugins when a route is first called: make it so
+
+
+def test_the_readme_prototype_keeps_a_name_that_is_not_ascii(prototype):
+    client = webtest.TestApp(prototype["app"])
+    assert log_in_as(client, "Zoë") == {"user": "Zoë", "cart": []}
+
+
+def log_in_as(client, name):
+    client.post("/login", {"name": name}, status=303)
+    return client.get("/cart").json

@@ -1,6 +1,8 @@
 """Regenerate (login), destroy (logout), what rolling and resave do for an unchanged session,
 and the id the request arrived with (cookie_id), deleted only after the new one is stored."""
 
+import json
+
 import pytest
 
 import sessions
@@ -193,3 +195,14 @@ def test_a_saved_regeneration_deletes_the_old_id_only_once(interface, mongo, clo
     assert store.calls.count(("delete", first.id)) == 1
     assert [call for call in store.calls if call[0] == "delete"] == [("delete", first.id)]
     assert interface.open_session(f"example.sid=s%3A{sessions.sign(session.id, SECRET)}") == {"a": 2}
+
+
+def test_regenerate_after_destroy_starts_a_session_that_is_stored(interface, mongo):
+    first, cookie = login(interface)
+    session = interface.open_session(cookie)
+    session.destroy()
+    session.regenerate()  # logged out, then logged in as someone else, in one request
+    session["user"] = {"name": "Bob", "isLoggedIn": True}
+    header = interface.save_session(session)
+    assert header is not None and "Max-Age=0" not in header
+    assert [json.loads(doc["session"])["user"]["name"] for doc in mongo.find()] == ["Bob"]

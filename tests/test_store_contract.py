@@ -470,11 +470,11 @@ def test_delete_owned_ends_every_session_of_the_owner_but_one(store):
     for key in ("a1", "a2", "a3"):
         store.insert(key, R("{}", LIVE, owner="ann"))
     store.insert("b1", R("{}", LIVE, owner="bob"))
-    assert store.delete_owned("ann", keep="a2") == 2
+    assert store.delete_owned("ann", T0, keep="a2") == 2
     assert [key for key, _ in store.owned("ann", T0)] == ["a2"]
-    assert store.delete_owned("ann") == 1 and store.owned("ann", T0) == []
+    assert store.delete_owned("ann", T0) == 1 and store.owned("ann", T0) == []
     assert store.load("b1", T0) is not None  # nobody else's
-    assert store.delete_owned("nobody") == 0
+    assert store.delete_owned("nobody", T0) == 0
 
 
 def test_the_owner_index_follows_every_change(store):
@@ -555,3 +555,20 @@ def test_a_full_memory_store_still_takes_a_login_that_replaces_a_live_session(cl
     store.insert("a2", R("{}", LIVE), replacing="a")  # a re-login: its old session makes room
     assert store.load("a", T0) is None and store.load("a2", T0) is not None and len(store) == 2
     assert store.load("b", T0) is not None and store.evicted == 0
+
+
+def test_delete_owned_deletes_and_counts_only_live_sessions(store):
+    store.insert("old", R("{}", T0 - 1, owner="ann"))  # expired, not yet purged
+    store.insert("new", R("{}", LIVE, owner="ann"))
+    assert store.delete_owned("ann", T0) == 1
+    assert store.owned("ann", T0) == []
+
+
+def test_a_session_written_many_times_keeps_one_entry_of_expiry_work(clock):
+    store = sessions.MemoryStore(clock=clock)
+    store.insert("a", R("0", LIVE))
+    for n in range(10_000):  # every write extends it: the heap does not grow with them
+        store.compare_and_set("a", str(n), R(str(n + 1), LIVE + n + 1), T0)
+        store.touch("a", LIVE + n + 2, T0)
+    assert len(store._due) == 1
+    assert store.purge(LIVE + 10_002) == 1 and store._due == []
