@@ -868,7 +868,7 @@ def open_mongo_collection(url, name):
         raise ConfigError(f"MONGO_URL: w={given['w']} cannot keep the promise that an answered "
                           "login is stored; leave w out (the service uses w=majority) "
                           "or set w=majority")
-    if given.get("timeoutms") == 0:  # pymongo's "no limit": a hung store would hold requests for ever
+    if given.get("timeoutms") == 0:  # pymongo's "no limit": a hung store would hold them all
         raise ConfigError("MONGO_URL: timeoutMS=0 leaves store calls unbounded; leave it out "
                           "(the service uses 5000) or give a number of milliseconds")
     try:
@@ -1347,8 +1347,8 @@ def serve(app, settings, store_kind, stopping, management=None):
         harden(admin_listeners, None, ADMIN_PER_CLIENT)
         for listener in admin_listeners:
             log.info("management port %s: /healthz, /readyz, /metrics", url_of(listener))
-        threading.Thread(target=event_loop, args=(admin_channels, stopping, settings.request_timeout),
-                         daemon=True, name="management").start()
+        admin_loop = (admin_channels, stopping, settings.request_timeout)
+        threading.Thread(target=event_loop, args=admin_loop, daemon=True, name="management").start()
     event_loop(channels, stopping, settings.request_timeout)
 
     log.info("stopping: finishing requests in flight")

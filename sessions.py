@@ -936,7 +936,7 @@ class SessionInterface:
         if session.is_new:
             return False
         idle = self.options.max_age if session.max_age is None else session.max_age
-        # A session's own shorter max_age is touched at least a tenth as often, or use could not keep it.
+        # A session's own short max_age is touched a tenth as often, or use could not keep it.
         interval = min(self.options.touch_after, idle / 10)
         return self._extended_expiry(session, now) - session.expires >= interval
 
