@@ -1,24 +1,25 @@
-"""The Python limit for the benchmarks: the service's routes on Bottle, without sessions.
+"""Hardened bare: the service's routes on Bottle without sessions, served as the service is.
 
-    python bench/bare.py --threads 8     # waitress on 127.0.0.1, port 0; prints "READY <port>"
+    python -m bench.bare      # HOST, PORT, THREADS, ACCESS_LOG as for service.py; prints its "listening on" line
 
-Same routes, same body parsing (service.read_name), same JSON errors, no
-session layer: GET /name answers a fixed name when the request carries any
-Cookie header and 404 otherwise, POST / answers the name and sets no cookie.
-What the service costs beyond this app is what its sessions cost.
+The yardstick for the session layer.  The same routes, body parser (service.read_name) and JSON
+errors, and the same promises, because service.main() serves it with only make_app swapped:
+the same waitress settings, outermost()'s three headers (nosniff, no-store, Vary: Cookie) and
+the same access line.  No session: GET /name answers a fixed name when the Cookie header names
+a session cookie (unchecked) and 404 otherwise; POST / answers the name and sets no cookie.
+What the service costs beyond this is what its sessions cost.
 """
 
 import json
-import os
 import sys
 
 import bottle
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import service  # noqa: E402  (the body parser, so only the session layer differs)
+import service
+from bench.traffic import COOKIE
 
 
-def make_app():
+def make_app(*ignored):  # what service.make_app is given
     app = bottle.Bottle()
 
     def json_error(error):
@@ -36,7 +37,7 @@ def make_app():
 
     @app.get("/name")
     def name():
-        if "HTTP_COOKIE" not in bottle.request.environ:
+        if COOKIE + "=" not in bottle.request.environ.get("HTTP_COOKIE", ""):
             bottle.abort(404, "not logged in")  # what the service answers without a session
         return {"name": "Alice"}
 
@@ -47,6 +48,10 @@ def make_app():
     return app
 
 
+def main():
+    service.make_app = make_app  # the one difference from `python service.py`
+    return service.main()
+
+
 if __name__ == "__main__":
-    import peer
-    peer.serve(make_app())
+    sys.exit(main())

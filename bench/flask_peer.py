@@ -1,28 +1,32 @@
-"""A comparison peer for the benchmarks: the seed's routes on Flask + Flask-Session (MongoDB backend).
+"""A comparison peer: the seed's routes on Flask + Flask-Session (MongoDB backend), on waitress.
 
-    MONGO_URL=mongodb://127.0.0.1:27017/ python bench/flask_peer.py --threads 8   # prints "READY <port>"
+    MONGO_URL=mongodb://127.0.0.1:<port>/flask python -m bench.flask_peer   # prints "READY <port>"
 
-Flask-Session's defaults except a signed cookie (SESSION_USE_SIGNER, as
-express-session and this project sign theirs): the session id in the cookie
-``session``, one document {id, val (msgpack), expiration} per session in
-flask.sessions, rewritten on every request (SESSION_REFRESH_EACH_REQUEST).
-Login regenerates the id, as this project's service does. Served by waitress,
-like the service, so only the framework and the session layer differ.
+Flask-Session's defaults except a signed cookie (SESSION_USE_SIGNER, as express-session and
+this project sign theirs): the session id in the cookie ``session``, one document {id, val
+(msgpack), expiration} per session in the URL's database, collection "sessions", rewritten
+on every request (SESSION_REFRESH_EACH_REQUEST).  Login regenerates the id, as the service
+does.  Served by waitress with THREADS threads (default 8, the service's), like the service,
+so only the framework and the session layer differ.
 """
 
+import logging
 import os
 
 import flask
 import flask_session
 import pymongo
+from waitress.server import create_server
 
 MAX_NAME = 100  # characters, as in service.py
 
 
-def make_app(mongo_url, db="flask", secret="bench-secret"):
+def make_app(mongo_url, secret="bench-secret"):
     app = flask.Flask(__name__)
+    database = pymongo.MongoClient(mongo_url).get_default_database()
+    database["sessions"].create_index("id")  # Flask-Session looks sessions up by "id": at scale, index it
     app.config.update(SECRET_KEY=secret, SESSION_TYPE="mongodb", SESSION_USE_SIGNER=True,
-                      SESSION_MONGODB=pymongo.MongoClient(mongo_url), SESSION_MONGODB_DB=db,
+                      SESSION_MONGODB=database.client, SESSION_MONGODB_DB=database.name,
                       SESSION_MONGODB_COLLECT="sessions")
     flask_session.Session(app)
 
@@ -56,5 +60,9 @@ def make_app(mongo_url, db="flask", secret="bench-secret"):
 
 
 if __name__ == "__main__":
-    import peer
-    peer.serve(make_app(os.environ["MONGO_URL"], os.environ.get("FLASK_SESSION_DB", "flask")))
+    # As the service does: no "Task queue depth" line (a write) per request that waits for a thread.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    server = create_server(make_app(os.environ["MONGO_URL"]), host="127.0.0.1", port=0,
+                           threads=int(os.environ.get("THREADS", "8")))
+    print(f"READY {server.effective_port}", flush=True)
+    server.run()

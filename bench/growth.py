@@ -1,28 +1,29 @@
 """Growth: a logged-in read and memory against sessions stored, in a fresh child process per size.
 
-    python bench/growth.py 100000 --reads 3000     # prints one JSON line
+    python -m bench.growth 100000 --reads 3000     # prints one JSON line
 
-The child builds the service's app on sessions.MemoryStore, logs one user in
-through the app, fills the store directly through the store API with N - 1
-more sessions of the same shape (a realistic stored JSON: the cookie object,
-the user, the absolute deadline; each with its own id, name and expiry), and
-reports the RSS before and after the fill (VmRSS from /proc/self/status), the
-mean stored JSON size, and the microseconds of each of `reads` logged-in
-reads, in-process (WSGI calls, no sockets): median and p99.
+The child builds the service's app on sessions.MemoryStore, logs one user in through the app,
+fills the store through the store API with N - 1 more sessions of the same shape (the stored
+JSON with its own name, an expiry of its own), and reports the RSS before and after the fill
+(VmRSS from /proc/self/status), the mean stored JSON size, and the microseconds of `reads`
+logged-in reads in process (WSGI calls, no sockets) spread over the sessions, each with an
+unrelated cookie that changes (bench/traffic.py): median and p99.
 """
 
 import argparse
+import itertools
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.dirname(BENCH), BENCH]
+from bench import traffic
 
-TEMPLATE_NAME = "User 0000000"  # the name the template session logs in with; each filler gets its own
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def rss_bytes():
@@ -31,23 +32,31 @@ def rss_bytes():
 
 
 def child(n, reads):
-    import inproc
-    import limit
+    import service
     import sessions
-    store = inproc.memory_store()
-    app = inproc.service_app(store)
-    status, cookie = inproc.call(app, "POST", "/", body=json.dumps({"name": TEMPLATE_NAME}).encode())
-    assert status == 200 and cookie, f"login answered {status}"
-    sid = limit.session_id(cookie)
-    template, expires = store.load(sid, time.time())
-    sizes = len(template.encode())
-    before = rss_bytes()
+    store = sessions.MemoryStore()
+    interface = sessions.SessionInterface(store, sessions.Options(secrets=(traffic.SECRET,)))
+    app = service.outermost(service.make_app(interface), access_log=open(os.devnull, "w"))
+    [cookie] = traffic.fill(app, 1)  # "User 000000"
+    sid = interface.read_cookie(cookie)[1]
+    template = store.load(sid, time.time())
+    sampled = set(random.sample(range(1, n), min(n - 1, reads)))
+    ids, sizes, before = [sid], len(template.text.encode()), rss_bytes()
     for i in range(1, n):
-        stored = template.replace(TEMPLATE_NAME, f"User {i:07d}")
-        sizes += len(stored.encode())
-        store.insert(sessions.new_id(), stored, expires + i % 3600)
+        key, text = sessions.new_id(), template.text.replace("User 000000", f"User {i:06d}")
+        sizes += len(text.encode())
+        store.insert(key, template._replace(text=text, expires=template.expires + i % 3600))
+        if i in sampled:
+            ids.append(key)
     after = rss_bytes()
-    times = sorted(inproc.per_call_us(app, "logged-in read", cookie, reads))
+    cookies = [f"{traffic.COOKIE}={urllib.parse.quote('s:' + sessions.sign(i, traffic.SECRET), safe='')}" for i in ids]
+    times, clock = [], time.perf_counter_ns
+    for _, _, headers, _ in itertools.islice(traffic.requests("logged-in read", cookies), reads):
+        started = clock()
+        status, _ = traffic.wsgi(app, "GET", "/name", headers["Cookie"])
+        times.append((clock() - started) / 1000)
+        assert status == 200, status
+    times.sort()
     print(json.dumps({"sessions": n, "rss_before": before, "rss_after": after, "json_mean": sizes / n,
                       "us_median": times[len(times) // 2], "us_p99": times[int(len(times) * 0.99)]}))
 
@@ -58,8 +67,8 @@ def measure(sizes, reads, rounds):
     runs = {n: [] for n in sizes}
     for _ in range(rounds):
         for n in sizes:
-            done = subprocess.run([sys.executable, __file__, str(n), "--reads", str(reads)], capture_output=True,
-                                  text=True, timeout=600)
+            done = subprocess.run([sys.executable, "-m", "bench.growth", str(n), "--reads", str(reads)], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=600)
             if done.returncode != 0:
                 raise RuntimeError(f"growth child for {n} sessions failed:\n{done.stderr[-3000:]}")
             runs[n].append(json.loads(done.stdout.splitlines()[-1]))

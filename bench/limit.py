@@ -1,24 +1,26 @@
-"""The stack's own limit on the wire: Bottle + waitress + exactly one pymongo find_one per request.
+"""The stack's own limit on the wire: one pymongo find_one per request, served as the service is.
 
-    MONGO_URL=mongodb://127.0.0.1:<port>/svc python bench/limit.py --threads 8   # prints "READY <port>"
+    MONGO_URL=mongodb://127.0.0.1:<port>/svc python -m bench.limit   # prints its "listening on" line
 
-GET /name takes the session id from the cookie (express-session's
-``s%3A<id>.<signature>``; the signature is not checked), sends one
-find_one({"_id": sid}) to the default database's "sessions" collection on a
-default MongoClient, and answers 200 if a document came back; 404 without a
-cookie or a document. Nothing else: no signing, no expiry, no session JSON,
-no access log. The service on the same wire server cannot beat it; its ratio
-to this app is what its own session layer costs.
+GET /name takes the session id from the cookie (express-session's ``s%3A<id>.<signature>``; the
+signature is not checked), sends one find_one({"_id": sid}) to the default database's "sessions"
+collection on a default MongoClient, and answers 200 if a document came back; 404 without a
+cookie or a document.  No signing, no expiry, no session JSON.  Like bench/bare.py it runs under
+service.main() with make_app swapped (the service itself keeps no store: MONGO_URL is this
+app's), so it has the service's headers and access line.  The service on the same wire server
+cannot beat it; its ratio to this app is what its own session layer costs.
 """
 
 import json
 import os
+import sys
 import urllib.parse
 
 import bottle
 import pymongo
 
-COOKIE = "example.sid"
+import service
+from bench.traffic import COOKIE
 
 
 def session_id(cookie_header):
@@ -48,6 +50,12 @@ def make_app(collection):
     return app
 
 
+def main():
+    env = dict(os.environ)
+    sessions = pymongo.MongoClient(env.pop("MONGO_URL")).get_default_database()["sessions"]
+    service.make_app = lambda *ignored: make_app(sessions)
+    return service.main(env)
+
+
 if __name__ == "__main__":
-    import peer
-    peer.serve(make_app(pymongo.MongoClient(os.environ["MONGO_URL"]).get_default_database()["sessions"]))
+    sys.exit(main())

@@ -1,12 +1,12 @@
 """How an outage of the session store shows, and heals: before and after, in one table.
 
-    python bench/outage.py                                # this tree's service.py
+    python -m bench.outage                                # this tree's service.py
     git worktree add /tmp/before <commit>
-    python bench/outage.py --root /tmp/before --root .    # one column per tree
+    python -m bench.outage --root /tmp/before --root .    # one column per tree
 
 Each --root names a tree whose `service.py` is run (this script and its test
 helpers always come from this tree).  Against the wire server
-(tests/wireserver.py, with a data file so the data survives a restart):
+(tests/support/wireserver.py, with a data file so the data survives a restart):
 
 - database down: log in, stop the database, time POST /, GET /name (with the
   cookie), GET /readyz and GET /healthz; start the database again on the same
@@ -33,13 +33,12 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+import sessions
+from tests.support.child import Child
+from tests.support.realhttp import LISTENING, Client, start_service
+from tests.support.wireserver import start_wire_server
 
-import sessions  # noqa: E402
-from child import Child  # noqa: E402
-from realhttp import LISTENING, Client, start_service  # noqa: E402
-from wireserver import start_wire_server  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SECRET = "outage-bench-secret-of-32-characters"
 HUNG_THREADS, HUNG_REQUESTS = 4, 16

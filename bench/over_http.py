@@ -1,14 +1,14 @@
-"""HTTP throughput: every target a child process on 127.0.0.1, loaded by wrk, one run at a time.
+"""HTTP throughput under wrk, for context: each target a child process on 127.0.0.1, one run at a time.
 
-Each target is started with tests/child.py's Child and prints the port it
-bound (port 0). wrk -t2 loads one target at a time (-c connections, whole
-seconds), repetitions interleaved across targets; medians. CPU seconds of the
-target, the wire server and wrk come from /proc/PID/stat and wait4, so each
-row says which process was busy: with two cores, any of them can be the limit.
-This process is counted too: it reads the targets' output (the service's access log).
+Each target is started with tests/support/child.py's Child, binds port 0 and prints the port it
+got; the ones with sessions are then given `sessions` of them through their own login route.
+wrk -t2 sends bench/traffic.py's traffic from a Lua script (a request() that picks a session
+cookie per request and counts the unrelated cookie), repetitions interleaved across targets;
+medians.  CPU seconds of the target, the wire server and wrk come from /proc/PID/stat and
+wait4, so each row says which process was busy: with two cores any of them can be the limit.
+This process counts too: it reads the targets' output (the access lines).
 """
 
-import http.client
 import os
 import re
 import statistics
@@ -16,18 +16,34 @@ import subprocess
 import sys
 import time
 
-import pymongo
+from bench import traffic
+from tests.support.child import Child
 
-from child import Child
-import peer
-
-BENCH = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(BENCH)
-SECRET = "bench-secret"
-NAME_BODY = b'{"name": "Alice"}'
-LOGIN_LUA = 'wrk.method = "POST"\nwrk.body = \'{"name": "Alice"}\'\nwrk.headers["Content-Type"] = "application/json"\n'
-LISTENING = r"listening on http://\S+:(\d+) "  # the service's startup line
-KINDS = ("logged-in read", "anonymous read", "login")  # GET /name with a session, GET /name without, POST / JSON
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LISTENING = r"listening on http://\S+:(\d+) "  # the service's startup line, and so its yardsticks'
+READS = traffic.KINDS[:2]
+LUA = """
+local kind, threads = "%(kind)s", 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+function init(args)
+  cookies, n = {}, 0
+  for line in io.lines("%(cookies)s") do cookies[#cookies + 1] = line end
+  math.randomseed(id)
+end
+function request()
+  n = n + 1
+  local cookie = "_ga=GA1.2." .. id .. "." .. n
+  if kind == "logged-in read" then cookie = cookie .. "; " .. cookies[math.random(#cookies)] end
+  if kind == "login" then
+    local body = '{"name": "User ' .. id .. "-" .. n .. '"}'
+    return wrk.format("POST", "/", {Cookie = cookie, ["Content-Type"] = "application/json"}, body)
+  end
+  return wrk.format("GET", "/name", {Cookie = cookie})
+end
+"""
 
 
 def cpu_seconds(pid):
@@ -37,46 +53,18 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def login(port):
-    """POST / with the JSON name; the cookie pair it set (or None)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("POST", "/", body=NAME_BODY, headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        response.read()
-    finally:
-        conn.close()
-    if response.status != 200:
-        raise RuntimeError(f"login on port {port} answered {response.status}")
-    cookie = response.getheader("Set-Cookie")
-    return cookie.split(";")[0] if cookie else None
-
-
 class Target:
-    """One server under load: its child process, a logged-in cookie, the kinds it answers, its wire database."""
+    """One server under load: its child process, its session cookies, the kinds it answers."""
 
-    def __init__(self, label, argv, env=None, *, ready=peer.READY, cwd=None, wire=None, db=None, kinds=KINDS,
-                 cookie=None):
-        self.label, self.wire, self.db, self.kinds = label, wire, db, kinds
+    def __init__(self, label, argv, env=None, *, ready=LISTENING, cwd=ROOT, wire=None, kinds=traffic.KINDS,
+                 cookies=None, sessions=0):
+        self.label, self.wire, self.kinds = label, wire, kinds
         self.child = Child(argv, env=env, ready=ready, cwd=cwd, timeout=30)
         try:
-            self.cookie = cookie or ("login" in kinds and login(self.child.port)) or "example.sid=any"
-            self.keep = self._ids() if wire else None
+            self.cookies = cookies or traffic.login_over_http(self.child.port, sessions)
         except BaseException:
             self.child.kill()
             raise
-
-    def _ids(self):
-        with pymongo.MongoClient(self.wire.url) as client:
-            return [d["_id"] for d in client[self.db]["sessions"].find({}, {"_id": 1})]
-
-    def reset(self):
-        """Back to the sessions stored at the start (a run's logins would slow the wire server's later runs),
-        and forget the access lines read meanwhile."""
-        self.child.lines.clear()
-        if self.wire:
-            with pymongo.MongoClient(self.wire.url) as client:
-                client[self.db]["sessions"].delete_many({"_id": {"$nin": self.keep}})
 
     def pids(self):
         """The processes whose CPU a run reports; "bench" is this process, which reads the targets' output."""
@@ -86,29 +74,35 @@ class Target:
         self.child.stop()
 
 
-def start_targets(wire, node_dir, threads, wanted):
-    """The targets named in `wanted` (labels below), in that order; stopped again if one fails to start."""
-    py, threads_arg = sys.executable, ["--threads", str(threads)]
-    service = [py, os.path.join(ROOT, "service.py")]
-    env = {"HOST": "127.0.0.1", "PORT": "0", "SESSION_SECRET": SECRET, "THREADS": str(threads)}
-    node = ["node", "app.js"]
-    node_ready = r"^LISTENING (\d+)"
+def start_targets(wanted, wire, node_dir, threads, sessions, variants=()):
+    """The targets named in `wanted` (labels below, or a variant's), in that order; all stopped if one fails."""
+    py = sys.executable
+    # The service's defaults but the login limit: every login here comes from 127.0.0.1.
+    env = {"HOST": "127.0.0.1", "PORT": "0", "SESSION_SECRET": traffic.SECRET, "THREADS": str(threads),
+           "LOGIN_RATE_LIMIT": "1000000"}
+    node, node_ready = ["node", "app.js"], r"^LISTENING (\d+)"
     plans = {
-        "bare Bottle": lambda: Target("bare Bottle", [py, os.path.join(BENCH, "bare.py"), *threads_arg]),
-        "service, embedded": lambda: Target("service, embedded", service, env, ready=LISTENING),
-        "service, wire": lambda: Target("service, wire", service, {**env, "MONGO_URL": wire.url + "svc"},
-                                        ready=LISTENING, wire=wire, db="svc"),
-        "limit app (wire)": lambda: Target(  # reads the wire service's own session document
-            "limit app (wire)", [py, os.path.join(BENCH, "limit.py"), *threads_arg], {"MONGO_URL": wire.url + "svc"},
-            wire=wire, db="svc", kinds=KINDS[:2], cookie=by_label["service, wire"].cookie),
-        "Node seed, MemoryStore": lambda: Target("Node seed, MemoryStore", node, env, ready=node_ready, cwd=node_dir),
+        "hardened bare": lambda: Target("hardened bare", [py, "-m", "bench.bare"], env,
+                                        cookies=traffic.fake_cookies(sessions)),
+        "service, embedded": lambda: Target("service, embedded", [py, "service.py"], env, sessions=sessions),
+        "service, wire": lambda: Target("service, wire", [py, "service.py"], {**env, "MONGO_URL": wire.url + "svc"},
+                                        wire=wire, sessions=sessions),
+        "limit app (wire)": lambda: Target(  # reads the wire service's own sessions
+            "limit app (wire)", [py, "-m", "bench.limit"], {**env, "MONGO_URL": wire.url + "svc"}, wire=wire,
+            kinds=READS, cookies=by_label["service, wire"].cookies),
+        "Node seed, MemoryStore": lambda: Target("Node seed, MemoryStore", node, env, ready=node_ready,
+                                                 cwd=node_dir, sessions=sessions),
         "Node seed, connect-mongo (wire)": lambda: Target(
             "Node seed, connect-mongo (wire)", node, {**env, "MONGO_URL": wire.url + "node"}, ready=node_ready,
-            cwd=node_dir, wire=wire, db="node"),
+            cwd=node_dir, wire=wire, sessions=sessions),
         "Flask-Session (wire)": lambda: Target(
-            "Flask-Session (wire)", [py, os.path.join(BENCH, "flask_peer.py"), *threads_arg],
-            {"MONGO_URL": wire.url, "FLASK_SESSION_DB": "flask"}, wire=wire, db="flask"),
+            "Flask-Session (wire)", [py, "-m", "bench.flask_peer"], {**env, "MONGO_URL": wire.url + "flask"},
+            ready=r"^READY (\d+)$", wire=wire, sessions=sessions),
     }
+    for label, code in variants:  # the embedded service with code run after importing it: an A/B
+        plans[label] = lambda label=label, code=code: Target(
+            label, [py, "-c", f"import sys, service, sessions\n{code}\nsys.exit(service.main())"], env,
+            sessions=sessions)
     by_label = {}
     try:
         for label in wanted:
@@ -125,11 +119,16 @@ def parse_ms(text):
     return float(value) * {"us": 1e-3, "ms": 1, "s": 1e3, "m": 6e4}[unit]
 
 
-def run_wrk(target, kind, seconds, connections, lua):
+def run_wrk(target, kind, seconds, connections, lua_dir):
     """One wrk run; req/s, p50/p99 ms, non-2xx/3xx responses, % of a core per process."""
-    url = f"http://127.0.0.1:{target.child.port}/" + ("" if kind == "login" else "name")
-    extra = {"login": ["-s", lua], "logged-in read": ["-H", f"Cookie: {target.cookie}"]}.get(kind, [])
-    argv = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url]
+    slug = re.sub(r"\W+", "-", f"{target.label}-{kind}")
+    cookies, script = os.path.join(lua_dir, slug + ".txt"), os.path.join(lua_dir, slug + ".lua")
+    with open(cookies, "w") as f:
+        f.write("\n".join(target.cookies) + "\n")
+    with open(script, "w") as f:
+        f.write(LUA % {"kind": kind, "cookies": cookies})
+    argv = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script,
+            f"http://127.0.0.1:{target.child.port}/"]
     pids = target.pids()
     before, started = {name: cpu_seconds(pid) for name, pid in pids.items()}, time.monotonic()
     wrk = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -150,21 +149,17 @@ def run_wrk(target, kind, seconds, connections, lua):
 
 def measure(targets, kinds, *, reps, seconds, connections=16, warmup=1, lua_dir):
     """{(label, kind): medians over `reps` interleaved runs} for every target that answers the kind."""
-    lua = os.path.join(lua_dir, "login.lua")
-    with open(lua, "w") as f:
-        f.write(LOGIN_LUA)
     runs = {}
     for rep in range(reps):
         for kind in kinds:
             for target in (t for t in targets if kind in t.kinds):
                 if rep == 0 and warmup:
-                    run_wrk(target, kind, warmup, connections, lua)
-                runs.setdefault((target.label, kind), []).append(run_wrk(target, kind, seconds, connections, lua))
-                target.reset()
+                    run_wrk(target, kind, warmup, connections, lua_dir)
+                runs.setdefault((target.label, kind), []).append(run_wrk(target, kind, seconds, connections, lua_dir))
+                target.child.lines.clear()  # the access lines read meanwhile
     median = statistics.median
     return {key: {"rps": median(r["rps"] for r in rs), "p50_ms": median(r["p50_ms"] for r in rs),
                   "p99_ms": median(r["p99_ms"] for r in rs), "non2xx": sum(r["non2xx"] for r in rs),
-                  "requests": sum(r["requests"] for r in rs),
-                  "runs_rps": [r["rps"] for r in rs],
+                  "requests": sum(r["requests"] for r in rs), "runs_rps": [r["rps"] for r in rs],
                   "cpu_pct": {p: median(r["cpu_pct"][p] for r in rs) for p in rs[0]["cpu_pct"]}}
             for key, rs in runs.items()}

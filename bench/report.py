@@ -1,4 +1,4 @@
-"""Tables (text and Markdown), the targets of issue 10 with verdicts, the chart, the machine."""
+"""Tables (text and Markdown) and the machine: what bench.run prints and writes."""
 
 import datetime
 import os
@@ -6,7 +6,7 @@ import platform
 import subprocess
 
 SEED = {"wire": "Node seed, connect-mongo (wire)", "embedded": "Node seed, MemoryStore"}
-FLASK, LIMIT, BARE = "Flask-Session (wire)", "limit app (wire)", "bare Bottle"
+FLASK, LIMIT, BARE, WIRE = "Flask-Session (wire)", "limit app (wire)", "hardened bare", "service, wire"
 
 
 def table(title, headers, rows, notes=()):
@@ -30,20 +30,6 @@ def ratio(a, b):
     return f"{a / b:.2f}x" if a and b else "-"
 
 
-def inproc_table(us, batch, reps):
-    rows = [[kind, f"{v[BARE]:.1f}", f"{v['service, MemoryStore']:.1f}", ratio(v[BARE], v["service, MemoryStore"]),
-             f"{v['service, MemoryStore'] - v[BARE]:.1f}"] for kind, v in us.items()]
-    return table("In-process cost per request (microseconds, WSGI calls)",
-                 ["request", "bare Bottle", "service, MemoryStore", "speed vs bare", "session layer us"], rows,
-                 [f"Median of {batch} timed calls per batch, median of {reps} interleaved batches; "
-                  "no sockets, no server, "
-                  "the service's access line written to /dev/null."])
-
-
-def store_of(label):
-    return "wire" if "wire" in label else "embedded"
-
-
 def limited_by(cpu):
     busiest = max(cpu, key=cpu.get)
     if cpu[busiest] >= 85:
@@ -54,20 +40,23 @@ def limited_by(cpu):
 
 
 def http_table(http, kinds, labels, note):
+    rps = lambda label, kind: http.get((label, kind), {}).get("rps")  # noqa: E731
     rows = []
     for kind in kinds:
-        rps = lambda label: http.get((label, kind), {}).get("rps")  # noqa: E731
         for label in (x for x in labels if (x, kind) in http):
-            r = http[(label, kind)]
+            r, store = http[(label, kind)], "wire" if "wire" in label else "embedded"
             cpu = ", ".join(f"{p} {v:.0f}%" for p, v in r["cpu_pct"].items())
-            rows.append([kind, label, f"{r['rps']:.0f}", ratio(r["rps"], rps(BARE)), ratio(r["rps"], rps(LIMIT)),
-                         ratio(r["rps"], rps(SEED[store_of(label)])), ratio(r["rps"], rps(FLASK)),
-                         f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", r["non2xx"] or "", cpu, limited_by(r["cpu_pct"])])
-    return table("HTTP on loopback (wrk)", ["request", "server", "req/s", "vs bare", "vs limit", "vs seed",
+            rows.append([kind, label, f"{r['rps']:.0f}", *(ratio(r["rps"], rps(other, kind)) for other in (
+                BARE, LIMIT, SEED[store], FLASK)), f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", r["non2xx"] or "",
+                cpu, limited_by(r["cpu_pct"])])
+    ahead = "; ".join(f"{kind} {ratio(rps(WIRE, kind), rps(SEED['wire'], kind))} the Node seed's and "
+                      f"{ratio(rps(WIRE, kind), rps(FLASK, kind))} Flask-Session's" for kind in kinds)
+    ahead = f"The service on the wire, req/s: {ahead}." if rps(SEED["wire"], kinds[0]) or rps(FLASK, kinds[0]) else ""
+    return table("HTTP on loopback (wrk)", ["request", "server", "req/s", "vs hardened bare", "vs limit", "vs seed",
                                             "vs Flask-Session", "p50 ms", "p99 ms", "non-2xx", "CPU", "limited by"],
                  rows, [note, "vs seed: the Node seed on the same kind of store (MemoryStore for embedded rows, "
-                        "connect-mongo for wire rows). Anonymous reads are 404s (the limit app's too); the Node "
-                        "seed answers them 500 (it crashes reading a missing user) and stores a session each."])
+                        "connect-mongo for wire rows). Anonymous reads are 404s everywhere.",
+                        ahead])
 
 
 def growth_table(results):
@@ -81,75 +70,9 @@ def growth_table(results):
     return table("Embedded store (MemoryStore): logged-in read and memory against sessions stored",
                  ["sessions stored", "us/read (median)", "p99 us", "vs 1", "RSS bytes/session", "stored JSON bytes",
                   "RSS beyond the JSON"], rows,
-                 ["In-process WSGI calls (no sockets), one fresh child process per size and round, medians; the store "
-                  "filled through its API; RSS from /proc/self/status before and after the fill."])
-
-
-def connections_table(by_c, note):
-    rows = [[str(c)] + [x for label in ("service, embedded", "service, wire")
-                        for x in (f"{r[label]['rps']:.0f}", f"{r[label]['p99_ms']:.2f}")] for c, r in by_c.items()]
-    return table("Logged-in read against concurrent connections (wrk)",
-                 ["connections", "embedded req/s", "embedded p99 ms", "wire req/s", "wire p99 ms"], rows, [note])
-
-
-def targets(http, growth):
-    """[(target, wanted, got, verdict)] for what this run measured (issue 10)."""
-    rows = []
-
-    def check(what, want, got, ok):
-        rows.append([what, want, got if got is not None else "not run",
-                     "-" if got is None else "met" if ok else "MISSED"])
-
-    def rel(a, b, kind, key="rps"):
-        if (a, kind) in http and (b, kind) in http:
-            return http[(a, kind)][key] / http[(b, kind)][key]
-        return None
-
-    for what, a, b, kind, want in [
-            ("embedded, logged-in read vs bare Bottle", "service, embedded", BARE, "logged-in read", 0.85),
-            ("embedded, anonymous read vs the limit app's 404", "service, embedded", LIMIT, "anonymous read", 0.9),
-            ("wire, anonymous read vs the limit app's 404", "service, wire", LIMIT, "anonymous read", 0.9),
-            ("embedded, login vs bare Bottle's POST /", "service, embedded", BARE, "login", 0.7),
-            ("wire, logged-in read vs the limit app", "service, wire", LIMIT, "logged-in read", 0.9),
-            ("wire, logged-in read vs the Node seed (connect-mongo)", "service, wire", SEED["wire"],
-             "logged-in read", 1.1),
-            ("wire, logged-in read vs Flask-Session", "service, wire", FLASK, "logged-in read", 1.6)]:
-        got = rel(a, b, kind)
-        check(what, f">= {want}x req/s", got and f"{got:.2f}x", got is not None and got >= want)
-    got = rel("service, embedded", BARE, "logged-in read", "p99_ms")
-    check("embedded, logged-in read p99 vs bare Bottle's", "<= 1.5x", got and f"{got:.2f}x",
-          got is not None and got <= 1.5)
-    if growth:
-        medians = [r["us_median"] for r in growth]
-        spread = max(medians) / min(medians)
-        check("growth: us/read, largest over smallest", "<= 1.3x", f"{spread:.2f}x", spread <= 1.3)
-        big = growth[-1]
-        if big["sessions"] > 1:
-            beyond = (big["rss_after"] - big["rss_before"]) / (big["sessions"] - 1) - big["json_mean"]
-            check(f"RSS per session beyond its JSON ({big['sessions']:,} stored)", "<= 300 B", f"{beyond:.0f} B",
-                  beyond <= 300)
-    return table("Targets (issue 10)", ["target", "wanted", "got", "verdict"], rows)
-
-
-def write_chart(path, http, kinds, labels):
-    """Requests per second by request kind, one bar per server."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(11, 4.6))
-    width = 0.8 / len(labels)
-    for i, label in enumerate(labels):
-        values = [http.get((label, k), {}).get("rps", 0) for k in kinds]
-        bars = ax.bar([x + i * width for x in range(len(kinds))], values, width, label=label)
-        names = [f"{v:.0f}" if (label, k) in http else "n/a" for v, k in zip(values, kinds)]  # the limit app: no login
-        ax.bar_label(bars, labels=names, fontsize=7)
-    ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(kinds))], list(kinds))
-    ax.set_title("HTTP on loopback, requests per second (higher is better)")
-    ax.set_ylabel("req/s")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+                 ["In-process WSGI calls (no sockets), reads spread over the sessions stored, one fresh child "
+                  "process per size and round, medians; the store filled through its API; RSS from "
+                  "/proc/self/status before and after the fill."])
 
 
 def machine():
