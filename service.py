@@ -67,13 +67,15 @@ class SessionPlugin:
     or raised HTTPResponse (bottle.redirect() raises one) - and before the
     answer leaves, so a 2xx or 3xx means the change is in the store; the
     Set-Cookie goes on that very answer.  An error answer (status >= 400, an
-    abort()) stores nothing.  Every answer it handles says Cache-Control:
-    no-store and Vary: Cookie."""
+    abort()) stores nothing.  With `private` (the default) every answer it handles
+    says Cache-Control: no-store and Vary: Cookie; the service, whose outermost()
+    says so on every answer, passes False."""
 
     name, api = "session", 2
 
-    def __init__(self, interface, keyword="session", warnings=None, metrics=None):
-        self.interface, self.keyword, self.metrics = interface, keyword, metrics
+    def __init__(self, interface, keyword="session", private=True, warnings=None, metrics=None):
+        self.interface, self.keyword, self.private = interface, keyword, private
+        self.metrics = metrics
         self.warnings = Summarised(log) if warnings is None else warnings
 
     def setup(self, app):
@@ -120,7 +122,7 @@ class SessionPlugin:
 
     def finish(self, session, answer):
         """Save the session unless the answer is an error, and put the headers on that answer."""
-        for name, value in PRIVATE:
+        for name, value in PRIVATE if self.private else ():
             answer.set_header(name, value)
         if answer.status_code >= 400:
             return
@@ -206,7 +208,7 @@ def make_app(interface, login_limit=None, metrics=None):
     app.default_error_handler = json_error
     app.error_handler[503] = unavailable
     warnings = Summarised(log)
-    app.install(SessionPlugin(interface, warnings=warnings, metrics=metrics))
+    app.install(SessionPlugin(interface, private=False, warnings=warnings, metrics=metrics))
 
     def ended_by_owner(count):
         if metrics:
@@ -533,6 +535,8 @@ class LoginLimit:
 def client_of(address):
     """Who a client address stands for: an IPv4 address (an IPv4-mapped one included), or the
     /64 of an IPv6 address, which one host is given whole."""
+    if ":" not in address:
+        return address  # IPv4, or not an address at all: as it is
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -891,6 +895,10 @@ class Unavailable(sessions.StoreUnavailable):
 REQUEST_ARRIVED = contextvars.ContextVar("request_arrived", default=None)
 
 
+STORE_OPERATIONS = ("load", "insert", "compare_and_set", "touch", "delete", "owned", "delete_owned",
+                    "purge", "ping")  # sessions.Store's methods
+
+
 class GuardedStore:
     """A MongoStore that a slow MongoDB does not turn into errors, nor a hung one into a hung
     service.
@@ -909,7 +917,9 @@ class GuardedStore:
 
     def __init__(self, store, slots, timeout, retry_after=1.0, clock=time.monotonic, metrics=None):
         self.store, self.timeout, self.retry_after, self.clock = store, timeout, retry_after, clock
-        self.metrics = metrics
+        # Each operation's latency histogram, found once (prometheus_client's labels()).
+        self._timers = {} if metrics is None else {
+            name: metrics.store_seconds.labels(name) for name in STORE_OPERATIONS}
         self._slots = threading.BoundedSemaphore(slots)  # raises on a release without an acquire
         self._lock = threading.Lock()
         self.down, self._probing, self._probe_at = False, False, 0.0
@@ -944,12 +954,14 @@ class GuardedStore:
         return self._call(self.store.ping)
 
     def _call(self, method, *args, **kwargs):
-        with self._lock:
-            probe = self.down and not self._probing and self.clock() >= self._probe_at
-            if self.down and not probe:
-                raise Unavailable("the store failed; a probe tries it again shortly",
-                                  "breaker_open")
-            self._probing = self._probing or probe
+        probe = False
+        if self.down:  # open: one caller at a time may probe, under the lock
+            with self._lock:
+                probe = self.down and not self._probing and self.clock() >= self._probe_at
+                if self.down and not probe:
+                    raise Unavailable("the store failed; a probe tries it again shortly",
+                                      "breaker_open")
+                self._probing = self._probing or probe
         try:
             arrived = REQUEST_ARRIVED.get()
             left = self.timeout - (0 if arrived is None else time.monotonic() - arrived)
@@ -972,9 +984,8 @@ class GuardedStore:
                 raise
             finally:
                 self._slots.release()
-                if self.metrics:
-                    self.metrics.store_seconds.labels(method.__name__).observe(
-                        self.clock() - started)
+                if self._timers:
+                    self._timers[method.__name__].observe(self.clock() - started)
         finally:
             if probe:
                 self._probing = False

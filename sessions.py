@@ -233,7 +233,7 @@ def parse_cookie_header(header):
             value = value[1:-1]
         if "%" in value and not _BAD_ESCAPE.search(value):
             try:
-                value = urllib.parse.unquote(value, errors="strict")
+                value = urllib.parse.unquote_to_bytes(value).decode("utf-8")
             except UnicodeDecodeError:
                 pass  # like decodeURIComponent failing: keep the raw value
         cookies[name] = value
@@ -307,31 +307,31 @@ def from_iso(text):
 # --- The session ---
 
 
+# Made once: json.dumps with options builds an encoder at every call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_SORTED = json.JSONEncoder(separators=(",", ":"), allow_nan=False, sort_keys=True)
+
+
 def _to_json(data):
     """Compact JSON text, or SessionDataError: never store what will not load back."""
     try:
-        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+        return _COMPACT.encode(data)
     except (TypeError, ValueError, RecursionError) as exc:
         raise SessionDataError(
             f"session data must be JSON (str, number, bool, None, list, dict): {exc}") from None
 
 
-def _snapshot(data):
-    """Each top-level value as JSON text with sorted keys.  Comparing two snapshots
-    finds every change, nested ones included, tells 1, 1.0 and True apart as JSON
-    does, and ignores the order of keys (express-session hashes the JSON to the
-    same end)."""
-    return {key: _canonical(value) for key, value in data.items()}
-
-
 def _canonical(value):
+    """JSON text with sorted keys: equal texts are equal data, nested values included, with
+    1, 1.0 and True told apart as JSON does (express-session compares a hash of the JSON to
+    the same end).  None for what is not JSON: unequal to any text, a change the save refuses."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError):  # not JSON (refused at save), or keys that cannot be sorted
+        return _SORTED.encode(value)
+    except (TypeError, ValueError):  # not JSON, or keys of several types that cannot be sorted
         try:
             return _to_json(value)
         except SessionDataError:
-            return object()  # equal to nothing: a change, which the save then refuses
+            return None
 
 
 MAX_OWNER = 256  # characters of an owner id
@@ -355,9 +355,9 @@ class Session(dict):
       owner    who it belongs to (a user id), to list and end a user's sessions
     The rest is set by SessionInterface; a route reads it."""
 
-    def __init__(self, data=(), *, max_age=DEFAULT_MAX_AGE):
+    def __init__(self, data=(), *, max_age=DEFAULT_MAX_AGE, sid=None):
         super().__init__(data)
-        self.id = new_id()  # a new session's id: 192 random bits
+        self.id = new_id() if sid is None else sid  # a new session's: 192 random bits
         self.is_new = True  # not in the store (yet)
         self.cookie_id = None  # the verified id the request arrived with (express's cookieId)
         self.max_age = self._initial_max_age = max_age
@@ -370,7 +370,7 @@ class Session(dict):
         self.touched = False
         self.stored = None  # the stored JSON text it was loaded from, for compare-and-set
         self.stored_owner = None
-        self._saved = {}  # the data as loaded or last saved: a new session's is empty
+        self._saved = "{}"  # the data as loaded or last saved (_canonical): a new one's is empty
         self._saved_max_age = max_age
 
     @property
@@ -387,13 +387,16 @@ class Session(dict):
 
     def changed_keys(self):
         """The top-level keys whose value differs from what was loaded or last saved."""
-        now = _snapshot(self)
-        return {key for key in self._saved.keys() | now.keys()
-                if self._saved.get(key) != now.get(key)}
+        before = json.loads(self._saved)
+
+        def differs(key):
+            return key not in before or key not in self or \
+                _canonical(before[key]) != _canonical(self[key])
+        return {key for key in before.keys() | self.keys() if differs(key)}
 
     @property
     def modified(self):
-        return bool(self.changed_keys()) or self.owner != self.stored_owner or \
+        return _canonical(self) != self._saved or self.owner != self.stored_owner or \
             self.max_age != self._saved_max_age
 
     def regenerate(self):
@@ -405,7 +408,7 @@ class Session(dict):
         self.expires = self.absolute_expires = self.started = None
         self.max_age = self._saved_max_age = self._initial_max_age
         self.owner = self.stored_owner = None
-        self._saved = {}
+        self._saved = "{}"
 
     def destroy(self):
         """End the session: delete it from the store and expire the cookie."""
@@ -419,7 +422,7 @@ class Session(dict):
     def _mark_saved(self):
         """What was just stored becomes what later changes are found against."""
         self.is_new = self.regenerated = False
-        self._saved = _snapshot(self)
+        self._saved = _canonical(self)
         self._saved_max_age = self.max_age
         self.stored_owner = self.owner
 
@@ -828,33 +831,28 @@ class SessionInterface:
         wrongly signed, unknown, expired and unreadable all start afresh.
         `client` is the User-Agent, recorded when a session starts."""
         opts, now = self.options, self.clock()
-        session = Session(max_age=None if opts.browser_session_cookie else opts.max_age)
-        session._https, session._client = https, client
-        session._outside = not path_matches(path, opts.cookie_path)
-        if session._outside:
-            return session  # the browser sends no cookie here: as express does, leave it alone
-        _, sid = self.read_cookie(cookie_header)
-        if sid is None:
-            return session  # no valid cookie, no store work
-        session.cookie_id = sid
-        record = self.store.load(self.key(sid), now)
+        max_age = None if opts.browser_session_cookie else opts.max_age
+        # Outside the cookie's path the browser sends no cookie: as express does, leave it alone.
+        inside = path_matches(path, opts.cookie_path)
+        sid = self.read_cookie(cookie_header)[1] if inside else None
+        record = self.store.load(self.key(sid), now) if sid else None  # no valid cookie: no store work
         data = _load_data(record.text) if record else None
-        if data is None:
-            # Unknown, expired or unreadable: start afresh, but a login or logout
-            # still deletes the document this verified cookie names.
-            return session
-        cookie = data.pop("cookie", None)
-        absolute = from_iso(data.pop("absoluteExpires", None))
-        if absolute is not None and absolute <= now:
-            # OWASP: the absolute timeout ends the session, whoever extended 'expires'.
-            return session
-        session.update(data)
-        session.id, session.is_new = sid, False
-        session.stored, session.expires = record.text, record.expires
-        session.absolute_expires = absolute
-        session.started, session.owner = record.created, record.owner
-        session.max_age = self._stored_max_age(cookie, session.max_age)
-        session._mark_saved()
+        cookie = data.pop("cookie", None) if data is not None else None
+        absolute = from_iso(data.pop("absoluteExpires", None)) if data is not None else None
+        # OWASP: the absolute timeout ends a session, whoever extended 'expires'.
+        live = data is not None and (absolute is None or absolute > now)
+        session = Session(data if live else (), max_age=max_age, sid=sid if live else None)
+        session._https, session._client, session._outside = https, client, not inside
+        # Unknown, expired or unreadable, a session starts afresh; but a login or logout
+        # still deletes the document this verified cookie names.
+        session.cookie_id = sid
+        if live:
+            session.is_new = False
+            session.stored, session.expires = record.text, record.expires
+            session.absolute_expires = absolute
+            session.started, session.owner = record.created, record.owner
+            session.max_age = self._stored_max_age(cookie, max_age)
+            session._mark_saved()
         return session
 
     @staticmethod
@@ -888,9 +886,10 @@ class SessionInterface:
             if changed:  # a login: say so, rather than a 2xx for a session nobody will send back
                 raise InsecureTransport("this session's cookie is Secure-only: start it over HTTPS")
             return None
-        if self.should_save(session):
+        if self.should_save(session, changed):
             self._write(session, now)
-        elif self.should_touch(session, now):
+            session._mark_saved()
+        elif self.should_touch(session, extended):
             if not self.store.touch(self.key(session.id), self._extended_expiry(session, now), now):
                 return None  # ended meanwhile (logout, expiry): nothing to extend
             session.expires = self._extended_expiry(session, now)
@@ -902,7 +901,6 @@ class SessionInterface:
                 session.cookie_id, session.regenerated = None, False
             return None
         session.cookie_id = session.id
-        session._mark_saved()
         if not self.should_set_cookie(session, was_new, changed, extended):
             return None
         signed = "s:" + self.signer.sign(session.id)  # the first secret signs
@@ -912,17 +910,18 @@ class SessionInterface:
         return format_set_cookie(self.options.cookie_name, signed, max_age=session.expires - now,
                                  expires=session.expires, **self._attributes(session))
 
-    def should_save(self, session):
+    def should_save(self, session, modified):
         """express's shouldSave: a new session once it holds something (or always,
         with save_uninitialized); a loaded one when it changed (or always, with resave)."""
         if session.is_new:
-            return session.modified or self.options.save_uninitialized
-        return session.modified or self.options.resave
+            return modified or self.options.save_uninitialized
+        return modified or self.options.resave
 
-    def should_touch(self, session, now):
+    def should_touch(self, session, extended):
         """express's shouldTouch, lazily: a loaded session that was not rewritten gets
-        an expiry-only write when it would move by touch_after or more (or touch() asked)."""
-        return not session.is_new and (session.touched or self.touch_due(session, now))
+        an expiry-only write when its expiry would move by touch_after or more, or touch()
+        asked for one (`extended`)."""
+        return not session.is_new and extended
 
     def should_set_cookie(self, session, was_new, changed, extended):
         """express's shouldSetCookie: a new id, a change, or rolling.  Here also a moved

@@ -4,8 +4,9 @@
 
 GET /name takes the session id from the cookie (express-session's ``s%3A<id>.<signature>``; the
 signature is not checked), sends one find_one({"_id": sid}) to the default database's "sessions"
-collection on a default MongoClient, and answers 200 if a document came back; 404 without a
-cookie or a document.  No signing, no expiry, no session JSON.  Like bench/bare.py it runs under
+collection, and answers 200 if a document came back; 404 without a cookie or a document.  Its
+MongoClient is made as the service makes its own (service.open_mongo_collection: w=majority and a
+timeoutMS that bounds every call): the same promises about the store.  No signing, no expiry, no session JSON.  Like bench/bare.py it runs under
 service.main() with make_app swapped (the service itself keeps no store: MONGO_URL is this
 app's), so it has the service's headers and access line.  The service on the same wire server
 cannot beat it; its ratio to this app is what its own session layer costs.
@@ -17,7 +18,6 @@ import sys
 import urllib.parse
 
 import bottle
-import pymongo
 
 import service
 from bench.traffic import COOKIE
@@ -52,7 +52,7 @@ def make_app(collection):
 
 def main():
     env = dict(os.environ)
-    sessions = pymongo.MongoClient(env.pop("MONGO_URL")).get_default_database()["sessions"]
+    sessions = service.open_mongo_collection(env.pop("MONGO_URL"), "sessions")
     service.make_app = lambda *ignored: make_app(sessions)
     return service.main(env)
 
