@@ -7,7 +7,9 @@ fills the store through the store API with N - 1 more sessions of the same shape
 JSON with its own name, an expiry of its own), and reports the RSS before and after the fill
 (VmRSS from /proc/self/status), the mean stored JSON size, and the microseconds of `reads`
 logged-in reads in process (WSGI calls, no sockets) spread over the sessions, each with an
-unrelated cookie that changes (bench/traffic.py): median and p99.
+unrelated cookie that changes (bench/traffic.py): median and p99.  And the microseconds of
+listing one user's sessions (SessionInterface.list_sessions, as GET /sessions does), whatever
+else is stored: median.  Every session has an owner of its own (its name).
 """
 
 import argparse
@@ -45,7 +47,8 @@ def child(n, reads):
     for i in range(1, n):
         key, text = sessions.new_id(), template.text.replace("User 000000", f"User {i:06d}")
         sizes += len(text.encode())
-        store.insert(key, template._replace(text=text, expires=template.expires + i % 3600))
+        store.insert(key, template._replace(text=text, owner=f"User {i:06d}",
+                                            expires=template.expires + i % 3600))
         if i in sampled:
             ids.append(key)
     after = rss_bytes()
@@ -57,8 +60,14 @@ def child(n, reads):
         times.append((clock() - started) / 1000)
         assert status == 200, status
     times.sort()
+    listing = []
+    for _ in range(1000):
+        started = clock()
+        assert len(interface.list_sessions("User 000000")) == 1
+        listing.append((clock() - started) / 1000)
     print(json.dumps({"sessions": n, "rss_before": before, "rss_after": after, "json_mean": sizes / n,
-                      "us_median": times[len(times) // 2], "us_p99": times[int(len(times) * 0.99)]}))
+                      "us_median": times[len(times) // 2], "us_p99": times[int(len(times) * 0.99)],
+                      "list_us": statistics.median(listing)}))
 
 
 def measure(sizes, reads, rounds):

@@ -19,6 +19,15 @@ helpers always come from this tree).  Against the wire server
   signed one (these three sent together); then the 16 answers (statuses, fastest and slowest); then switch
   the fault off and time until the cookie is served again.
 
+
+    python -m bench.outage --slow     # a slow store instead: the table of served and shed
+
+- store slow (--slow, this tree only): a proxy holds every reply of the wire
+  server 0.3 s or 0.45 s (tests/support/delayproxy.py); 20, 50 and 150 readers
+  read one session for 8 s each, while the management port's /healthz is probed
+  every 0.25 s; per case: reads served and shed (503), p50 and p99 of each, the
+  503s by cause (/metrics), and the probe's slowest answer.
+
 Everything on 127.0.0.1, ports chosen by the servers; every process is ours,
 stopped by PID.  Numbers are one run on a shared machine: read the shape, not
 the decimals.
@@ -35,6 +44,8 @@ import time
 
 import sessions
 from tests.support.child import Child
+from tests.support.delayproxy import start_delay_proxy
+from tests.support.readers import management_port, metric, probe_while, read_for
 from tests.support.realhttp import LISTENING, Client, start_service
 from tests.support.wireserver import start_wire_server
 
@@ -157,11 +168,51 @@ def cell(status, seconds):
     return f"{status} {seconds:6.2f} s" if seconds is not None else f"{status}   never"
 
 
+def slow_store(delays=(0.3, 0.45), readers=(20, 50, 150), seconds=8):
+    """The table of a slow store: served and shed reads, and the management probe."""
+    print(f"{'delay':>6s} {'readers':>7s} {'served':>7s} {'p50':>6s} {'p99':>6s} {'shed':>6s} {'p50':>6s} "
+          f"{'p99':>6s}  503s by cause                          probe max")
+    wire = start_wire_server(ttl_monitor=0)
+    try:
+        for delay in delays:
+            for count in readers:
+                proxy = start_delay_proxy(wire.port, delay)
+                service = start_service({"SESSION_SECRET": SECRET, "MONGO_URL": proxy.url + "slow",
+                                         "ADMIN_PORT": "0", "CONNECTIONS_PER_CLIENT": "1000",
+                                         "LOGIN_RATE_LIMIT": "0", "ACCESS_LOG": "0"})
+                try:
+                    port, user = management_port(service), Client("127.0.0.1", service.port)
+                    user.post("/", {"name": "Ann"})
+                    cookie = "; ".join(f"{k}={v}" for k, v in user.jar.items())
+                    threads, answers = read_for(service.port, cookie, seconds, count)
+                    probes = probe_while(threads, port)
+                    causes = {c: int(metric(port, "store_unavailable_responses_total", cause=c))
+                              for c in ("queue_timeout", "slot_timeout", "breaker_open", "store_error")}
+                    print(f"{delay:6.2f} {count:7d} {quantiles(answers, 200)} {quantiles(answers, 503)}  "
+                          f"{causes}  {max(probes):.3f} s", flush=True)
+                finally:
+                    service.kill()
+                    proxy.kill()
+    finally:
+        wire.kill()
+
+
+def quantiles(answers, status):
+    """'count p50 p99' (seconds) of the answers with this status."""
+    times = sorted(seconds for answered, seconds in answers if answered == status)
+    if not times:
+        return f"{0:7d} {'-':>6s} {'-':>6s}"
+    return f"{len(times):7d} {times[len(times) // 2]:6.2f} {times[min(len(times) - 1, len(times) * 99 // 100)]:6.2f}"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", action="append", help="a tree whose service.py to run (repeat: one column each)")
     parser.add_argument("--only", default="", help="run only the scenarios whose title contains this")
+    parser.add_argument("--slow", action="store_true", help="the slow-store table instead (this tree)")
     args = parser.parse_args(argv)
+    if args.slow:
+        return slow_store()
     roots = args.root or [ROOT]
     names = [commit_of(root) for root in roots]
     width = 44

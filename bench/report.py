@@ -65,11 +65,11 @@ def growth_table(results):
     for r in results:
         per = (r["rss_after"] - r["rss_before"]) / (r["sessions"] - 1) if r["sessions"] > 1 else None
         rows.append([f"{r['sessions']:,}", f"{r['us_median']:.1f}", f"{r['us_p99']:.1f}", ratio(r["us_median"], base),
-                     f"{per:.0f}" if per else "-", f"{r['json_mean']:.0f}",
+                     f"{r['list_us']:.1f}", f"{per:.0f}" if per else "-", f"{r['json_mean']:.0f}",
                      f"{per - r['json_mean']:.0f}" if per else "-"])
-    return table("Embedded store (MemoryStore): logged-in read and memory against sessions stored",
-                 ["sessions stored", "us/read (median)", "p99 us", "vs 1", "RSS bytes/session", "stored JSON bytes",
-                  "RSS beyond the JSON"], rows,
+    return table("Embedded store (MemoryStore): logged-in read, one user's listing and memory against sessions stored",
+                 ["sessions stored", "us/read (median)", "p99 us", "vs 1", "us/listing", "RSS bytes/session",
+                  "stored JSON bytes", "RSS beyond the JSON"], rows,
                  ["In-process WSGI calls (no sockets), reads spread over the sessions stored, one fresh child "
                   "process per size and round, medians; the store filled through its API; RSS from "
                   "/proc/self/status before and after the fill."])

@@ -5,14 +5,10 @@ store that answers is never taken for a failed one (the breaker stays closed, no
 503 but for requests shed because they waited past the timeout); a hung or dead
 store is a 503 within the timeout."""
 
-import http.client
-import re
-import threading
-import time
-
 import pytest
 
 from support.delayproxy import start_delay_proxy
+from support.readers import management_port, metric, probe_while, read_for
 from support.realhttp import Client, start_service
 from support.wireserver import start_wire_server
 
@@ -21,59 +17,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 READERS = 150
 SECONDS = 6  # of reading, per case
 TIMEOUT_MS = 4000  # the store's operation timeout in MONGO_URL: room for a loaded machine
-
-
-def management_port(service):
-    line = service.wait_for(r"management port http://\S+:(\d+)", timeout=10)
-    assert line is not None, service.log()
-    return int(re.search(r"management port http://\S+:(\d+)", line).group(1))
-
-
-def read_for(service, cookie, seconds, readers):
-    """`readers` threads reading GET /name with `cookie` for `seconds`: [(status, seconds), ...]."""
-    answers, lock, stop = [], threading.Lock(), time.monotonic() + seconds
-
-    def reader(_):
-        connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
-        try:
-            while time.monotonic() < stop:
-                started = time.monotonic()
-                try:
-                    connection.request("GET", "/name", headers={"Cookie": cookie})
-                    response = connection.getresponse()
-                    response.read()
-                    status = response.status
-                except (OSError, http.client.HTTPException) as exc:
-                    status = type(exc).__name__
-                    connection.close()  # the next request opens a new connection
-                with lock:
-                    answers.append((status, time.monotonic() - started))
-        finally:
-            connection.close()
-    threads = [threading.Thread(target=reader, args=(n,)) for n in range(readers)]
-    for thread in threads:
-        thread.start()
-    return threads, answers
-
-
-def probe_while(threads, port):
-    """The management port's /healthz every 0.25 s while the threads run: their times."""
-    times = []
-    while any(thread.is_alive() for thread in threads):
-        started = time.monotonic()
-        assert Client("127.0.0.1", port, timeout=10).get("/healthz").status == 200
-        times.append(time.monotonic() - started)
-        time.sleep(0.25)
-    for thread in threads:
-        thread.join(60)
-    return times
-
-
-def metric(service_admin_port, name, **labels):
-    text = Client("127.0.0.1", service_admin_port).get("/metrics").body.decode()
-    wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
-    found = [line.split()[-1] for line in text.splitlines() if line.startswith(wanted + " ")]
-    return float(found[0]) if found else 0.0
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +39,7 @@ def run_case(store_url, behaviour, wire=None):
             wire.set_fault("hang")
         elif behaviour == "down":
             wire.kill()
-        threads, answers = read_for(service, cookie, SECONDS, READERS)
+        threads, answers = read_for(service.port, cookie, SECONDS, READERS)
         probes = probe_while(threads, port)
         statuses = [status for status, _ in answers]
         causes = {cause: metric(port, "store_unavailable_responses_total", cause=cause)
