@@ -71,10 +71,13 @@ class SessionPlugin:
     says Cache-Control: no-store and Vary: Cookie; the service, whose outermost()
     says so on every answer, passes False."""
 
-    name, api = "session", 2
+    name = "session"
+    api = 2
 
     def __init__(self, interface, keyword="session", private=True, warnings=None, metrics=None):
-        self.interface, self.keyword, self.private = interface, keyword, private
+        self.interface = interface
+        self.keyword = keyword
+        self.private = private
         self.metrics = metrics
         self.warnings = Summarised(log) if warnings is None else warnings
 
@@ -149,7 +152,8 @@ class store_errors:
     ]
 
     def __init__(self, warnings, metrics=None, handle=None):
-        self.warnings, self.metrics = warnings, metrics
+        self.warnings = warnings
+        self.metrics = metrics
         self.handle = handle  # the session's public handle, or a callable that gives it
 
     def __enter__(self):
@@ -175,15 +179,19 @@ class Summarised:
     many there were, so the log grows with time, not with a client's request rate."""
 
     def __init__(self, logger, every=WARN_EVERY):
-        self.logger, self.every = logger, every
+        self.logger = logger
+        self.every = every
         self._lock = threading.Lock()
-        self._last, self._held, self._message = -math.inf, 0, None
+        self._last = -math.inf
+        self._held = 0
+        self._message = None
 
     def warn(self, message):
         with self._lock:
             since = time.monotonic() - self._last
             if since < self.every:
-                self._held, self._message = self._held + 1, message
+                self._held += 1
+                self._message = message
                 if self._held == 1:  # the count is written when this interval ends
                     timer = threading.Timer(self.every - since, self._write_held)
                     timer.daemon = True
@@ -457,7 +465,8 @@ def refuse_cross_site():
     in as someone else, or out (login CSRF).  Refuse what the browser says came
     from elsewhere (OWASP CSRF Cheat Sheet: Fetch Metadata, then Origin)."""
     environ = bottle.request.environ
-    site, origin = environ.get("HTTP_SEC_FETCH_SITE"), environ.get("HTTP_ORIGIN")
+    site = environ.get("HTTP_SEC_FETCH_SITE")
+    origin = environ.get("HTTP_ORIGIN")
     if site is not None:
         foreign = site not in ("same-origin", "none")
     else:
@@ -509,7 +518,9 @@ class LoginLimit:
     recently seen addresses beyond `clients`, so it cannot grow without bound."""
 
     def __init__(self, per_minute, clients=100_000, clock=time.monotonic):
-        self.per_minute, self.clients, self.clock = per_minute, clients, clock
+        self.per_minute = per_minute
+        self.clients = clients
+        self.clock = clock
         self._buckets = OrderedDict()  # client -> (tokens, when)
         self._lock = threading.Lock()
 
@@ -696,7 +707,8 @@ def teaching_page(interface, session, error=None, listed=()):
         bottle.response.set_header(header, value)
     raw, verified = interface.read_cookie(bottle.request.environ.get("HTTP_COOKIE"))
     sid, _, signature = raw[2:].rpartition(".") if raw else ("", "", "")
-    opts, now = interface.options, interface.clock()
+    opts = interface.options
+    now = interface.clock()
     max_age = opts.max_age if session.max_age is None else session.max_age
     shown = {}
     if not session.is_new:
@@ -916,13 +928,18 @@ class GuardedStore:
       Latency alone never opens it."""
 
     def __init__(self, store, slots, timeout, retry_after=1.0, clock=time.monotonic, metrics=None):
-        self.store, self.timeout, self.retry_after, self.clock = store, timeout, retry_after, clock
+        self.store = store
+        self.timeout = timeout
+        self.retry_after = retry_after
+        self.clock = clock
         # Each operation's latency histogram, found once (prometheus_client's labels()).
         self._timers = {} if metrics is None else {
             name: metrics.store_seconds.labels(name) for name in STORE_OPERATIONS}
         self._slots = threading.BoundedSemaphore(slots)  # raises on a release without an acquire
         self._lock = threading.Lock()
-        self.down, self._probing, self._probe_at = False, False, 0.0
+        self.down = False
+        self._probing = False
+        self._probe_at = 0.0
 
     # The store contract (sessions.Store), every call through _call.
 
@@ -980,7 +997,8 @@ class GuardedStore:
             except sessions.StoreUnavailable as exc:
                 cause = exc.__cause__  # MongoStore keeps the driver's error here
                 if isinstance(cause, ConnectionFailure) or getattr(cause, "timeout", False):
-                    self.down, self._probe_at = True, self.clock() + self.retry_after
+                    self._probe_at = self.clock() + self.retry_after
+                    self.down = True
                 raise
             finally:
                 self._slots.release()
@@ -1095,7 +1113,8 @@ def management_app(store, metrics):
     sessions but counts.  Served by its own waitress threads (serve()), so a probe
     never waits behind session requests."""
     def app(environ, start_response):
-        method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD")
+        path = environ.get("PATH_INFO", "")
 
         def answer(status, body, kind="application/json", extra=()):
             headers = [("Content-Type", kind), ("Content-Length", str(len(body))), *extra]
@@ -1138,7 +1157,9 @@ def outermost(app, access_log=None, trust_proxy=None, clock=time.time, metrics=N
     line: time, method, path, status, milliseconds.  Never the query string, a
     cookie or a header: they can carry secrets.  With `metrics`, its time by route."""
     def handle(environ, start_response):
-        started, status, path = clock(), "-", environ.get("PATH_INFO", "")
+        started = clock()
+        status = "-"
+        path = environ.get("PATH_INFO", "")
         REQUEST_ARRIVED.set(environ.get("service.arrived"))  # for GuardedStore: see harden()
 
         def start(line, headers, exc_info=None):
@@ -1254,7 +1275,9 @@ def harden(listeners, trust_proxy, connections_per_client):
             return environ
 
     class GuardedChannel(HTTPChannel):
-        parser_class, error_task_class, task_class = StrictParser, JSONErrorTask, StampedTask
+        parser_class = StrictParser
+        error_task_class = JSONErrorTask
+        task_class = StampedTask
 
         def __init__(self, server, sock, addr, adj, map=None):
             super().__init__(server, sock, addr, adj, map)
@@ -1326,7 +1349,9 @@ def serve(app, settings, store_kind, stopping, management=None):
     from waitress import wasyncore
     from waitress.server import BaseWSGIServer, create_server
 
-    channels, admin_channels = {}, {}  # waitress's socket maps: listeners and connections
+    # waitress's socket maps: listeners and connections
+    channels = {}
+    admin_channels = {}
     port = settings.port
     try:
         server = create_server(

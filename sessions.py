@@ -226,7 +226,8 @@ def parse_cookie_header(header):
     cookies = {}
     for pair in (header or "").split(";"):
         name, eq, value = pair.partition("=")
-        name, value = name.strip(" \t"), value.strip(" \t")
+        name = name.strip(" \t")
+        value = value.strip(" \t")
         if not eq or not name or name in cookies:
             continue
         if len(value) >= 2 and value[0] == value[-1] == '"':
@@ -403,7 +404,10 @@ class Session(dict):
         """Start afresh under a new id; the id the request arrived with is deleted at save.
         OWASP: renew the id when privilege changes (login), against session fixation."""
         self.clear()
-        self.id, self.is_new, self.stored, self.regenerated = new_id(), True, None, True
+        self.id = new_id()
+        self.is_new = True
+        self.stored = None
+        self.regenerated = True
         self.destroyed = False  # a logout and then a login, in one request: the login stands
         self.expires = self.absolute_expires = self.started = None
         self.max_age = self._saved_max_age = self._initial_max_age
@@ -501,7 +505,8 @@ class MongoStore:
         if missing:
             raise TypeError("MongoStore needs a pymongo Collection "
                             f"(it has no {', '.join(missing)}); got {type(collection).__name__}")
-        self.collection, self.driver_error = collection, driver_error
+        self.collection = collection
+        self.driver_error = driver_error
         if ensure_indexes:
             self.ensure_indexes()
 
@@ -634,7 +639,8 @@ class MemoryStore:
     PURGE_PER_INSERT = 16  # expiry work each insert does, so expired sessions never pile up
 
     def __init__(self, max_sessions=None, clock=time.time):
-        self.max_sessions, self.clock = max_sessions, clock  # max_sessions None: no cap
+        self.max_sessions = max_sessions  # max_sessions None: no cap
+        self.clock = clock
         self._records = {}
         self._owned = {}  # owner -> set of keys
         self._due = []  # heap of (time, key): when to look at the session again
@@ -695,7 +701,8 @@ class MemoryStore:
             return len(keys)
 
     def purge(self, now):
-        total, more = 0, True
+        total = 0
+        more = True
         while more:
             with self._lock:  # released between chunks: requests go on while a big purge runs
                 deleted, more = self._purge(now, self.PURGE_CHUNK)
@@ -811,7 +818,9 @@ class SessionInterface:
     is built: the two halves of a request (Flask's SessionInterface)."""
 
     def __init__(self, store, options, clock=time.time):
-        self.store, self.options, self.clock = store, options, clock
+        self.store = store
+        self.options = options
+        self.clock = clock
         self.signer = Signer(options.secrets)
         self._warned_at = -math.inf
 
@@ -830,27 +839,33 @@ class SessionInterface:
         place where a bad cookie becomes "no session": missing, unsigned,
         wrongly signed, unknown, expired and unreadable all start afresh.
         `client` is the User-Agent, recorded when a session starts."""
-        opts, now = self.options, self.clock()
+        opts = self.options
+        now = self.clock()
         max_age = None if opts.browser_session_cookie else opts.max_age
         # Outside the cookie's path the browser sends no cookie: as express does, leave it alone.
         inside = path_matches(path, opts.cookie_path)
         sid = self.read_cookie(cookie_header)[1] if inside else None
-        record = self.store.load(self.key(sid), now) if sid else None  # no valid cookie: no store work
+        # No valid cookie: no store work.
+        record = self.store.load(self.key(sid), now) if sid else None
         data = _load_data(record.text) if record else None
         cookie = data.pop("cookie", None) if data is not None else None
         absolute = from_iso(data.pop("absoluteExpires", None)) if data is not None else None
         # OWASP: the absolute timeout ends a session, whoever extended 'expires'.
         live = data is not None and (absolute is None or absolute > now)
         session = Session(data if live else (), max_age=max_age, sid=sid if live else None)
-        session._https, session._client, session._outside = https, client, not inside
+        session._https = https
+        session._client = client
+        session._outside = not inside
         # Unknown, expired or unreadable, a session starts afresh; but a login or logout
         # still deletes the document this verified cookie names.
         session.cookie_id = sid
         if live:
             session.is_new = False
-            session.stored, session.expires = record.text, record.expires
+            session.stored = record.text
+            session.expires = record.expires
             session.absolute_expires = absolute
-            session.started, session.owner = record.created, record.owner
+            session.started = record.created
+            session.owner = record.owner
             session.max_age = self._stored_max_age(cookie, max_age)
             session._mark_saved()
         return session
@@ -879,7 +894,8 @@ class SessionInterface:
                 self.store.delete(self.key(session.cookie_id))
             return self._clearing_cookie(session)
         now = self.clock()
-        was_new, changed = session.is_new, session.modified
+        was_new = session.is_new
+        changed = session.modified
         extended = session.touched or self.touch_due(session, now)
         if was_new and self._secure(session) and not session._https:
             self._warn_insecure()
@@ -898,7 +914,8 @@ class SessionInterface:
             self.store.delete(self.key(session.cookie_id))
         if session.is_new:  # nothing stored
             if session.regenerated:
-                session.cookie_id, session.regenerated = None, False
+                session.cookie_id = None
+                session.regenerated = False
             return None
         session.cookie_id = session.id
         if not self.should_set_cookie(session, was_new, changed, extended):
@@ -1083,7 +1100,8 @@ class SessionInterface:
 
     def list_sessions(self, owner):
         """The live sessions of owner, newest first."""
-        now, infos = self.clock(), []
+        now = self.clock()
+        infos = []
         for key, record in self.store.owned(owner, now):
             data = _load_data(record.text) or {}
             infos.append(SessionInfo(self.handle_of_key(key), record.created, record.extended,

@@ -9,7 +9,7 @@ from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure
 
 import service
 import sessions
-from support.basics import T0, Clock, run_threads
+from support.basics import T0, run_threads
 from support.mongo import STORE_ERRORS
 
 

@@ -24,7 +24,7 @@ import pytest
 
 import sessions
 from support.basics import skip_unless
-from support.realhttp import ROOT, Client, running, start_service
+from support.realhttp import ROOT, Client, running
 from support.wireserver import start_wire_server
 
 SERVICE = os.path.join(ROOT, "service.py")

@@ -10,7 +10,6 @@ import re
 import pytest
 import webtest
 
-import service
 import sessions
 from support.basics import SECRET, T0, cookie_value
 from support.mongo import DownCollection

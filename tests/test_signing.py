@@ -1,10 +1,7 @@
 """Signing: cookie-signature's format, byte for byte, and secret rotation."""
 
 import ast
-import hmac
-import os
 import pathlib
-import ssl
 import urllib.parse
 
 import pytest
