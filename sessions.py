@@ -361,7 +361,8 @@ class Session(dict):
         self.id = new_id() if sid is None else sid  # a new session's: 192 random bits
         self.is_new = True  # not in the store (yet)
         self.cookie_id = None  # the verified id the request arrived with (express's cookieId)
-        self.max_age = self._initial_max_age = max_age
+        self.max_age = max_age
+        self._initial_max_age = max_age
         self._owner = None
         self.expires = None  # epoch seconds, as stored
         self.absolute_expires = None  # epoch seconds, or None: another service started it
@@ -409,9 +410,13 @@ class Session(dict):
         self.stored = None
         self.regenerated = True
         self.destroyed = False  # a logout and then a login, in one request: the login stands
-        self.expires = self.absolute_expires = self.started = None
-        self.max_age = self._saved_max_age = self._initial_max_age
-        self.owner = self.stored_owner = None
+        self.expires = None
+        self.absolute_expires = None
+        self.started = None
+        self.max_age = self._initial_max_age
+        self._saved_max_age = self._initial_max_age
+        self.owner = None
+        self.stored_owner = None
         self._saved = "{}"
 
     def destroy(self):
@@ -425,7 +430,8 @@ class Session(dict):
 
     def _mark_saved(self):
         """What was just stored becomes what later changes are found against."""
-        self.is_new = self.regenerated = False
+        self.is_new = False
+        self.regenerated = False
         self._saved = _canonical(self)
         self._saved_max_age = self.max_age
         self.stored_owner = self.owner
@@ -1027,12 +1033,14 @@ class SessionInterface:
             session.stored = record.text
             # What this request did not change is theirs: the owner, the lifetime.
             if not owner_changed:
-                session.owner = session.stored_owner = record.owner
+                session.owner = record.owner
+                session.stored_owner = record.owner
             if not max_age_changed:
-                session.max_age = session._saved_max_age = \
-                    self._stored_max_age(theirs.get("cookie"), session.max_age)
-                session.absolute_expires = from_iso(theirs.get("absoluteExpires")) or \
-                    session.absolute_expires
+                session.max_age = self._stored_max_age(theirs.get("cookie"), session.max_age)
+                session._saved_max_age = session.max_age
+                theirs_absolute = from_iso(theirs.get("absoluteExpires"))
+                if theirs_absolute is not None:
+                    session.absolute_expires = theirs_absolute
         raise SessionConflict("the session kept changing under this request "
                               f"({MERGE_ATTEMPTS} attempts)")
 
