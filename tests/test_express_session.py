@@ -1,7 +1,7 @@
 """express-session 1.19.0's own suite (test/session.js), ported as a spec of this library.
 
 Each test names the case it ports.  Where our documented behaviour differs, the test asserts
-ours and its comment says "difference N" (the numbered differences of the porting brief).  The
+ours and its comment says "difference N" (the numbered list in docs/migrating.md).  The
 harness mirrors the suite's createServer(): secret "keyboard cat", cookie.maxAge 60 s, a route
 that only ends the response.  express defaults saveUninitialized to true and we do not
 (difference 1), so a case that needs an untouched session stored passes save_uninitialized=True
@@ -39,7 +39,7 @@ and says "express's default".
 #   "should set SameSite=Lax without Secure when insecure",
 #   "should set both Secure and SameSite=None when secure" (secure true),
 #   "should not set cookie when insecure" (secure true)
-# - genid: ids are always secrets.token_urlsafe(24) (difference 8):
+# - genid: ids are always secrets.token_urlsafe(24) (difference 12):
 #   "should reject non-function values"
 # - key, a deprecated alias of name; one name per option here (cookie_name):
 #   "should default to "connect.sid"" (key option), "should allow overriding"
@@ -451,7 +451,7 @@ def test_a_secure_cookie_is_sent_only_over_https(clock, proxy, https, forwarded,
     # when mounted at "/foo" (webtest splits the URL into SCRIPT_NAME and PATH_INFO):
     ("/foo/bar", "/foo", None, True),  # "should set cookie for "/foo/bar" request"
     ("/foo/foo/bar", "/foo", None, False),  # "should not set cookie for "/foo/foo/bar" request"
-    ("/foo/barbaz", "", None, False),  # not an express case: difference 6 (express sets it)
+    ("/foo/barbaz", "", None, False),  # not an express case: difference 7 (express sets it)
 ])
 def test_a_cookie_path_limits_where_sessions_start(clock, path, script_name, host, sent):
     server = Server(clock, cookie_path="/foo/bar", save_uninitialized=True)  # express's default
@@ -477,7 +477,7 @@ def test_secure_auto_follows_the_scheme(clock, proxy, https, forwarded, secure):
 # --- describe('genid option'): no genid; the id it would return is signed directly ---
 
 def test_ids_are_drawn_by_the_library(clock):
-    # session.js: "should provide default generator" - difference 8: secrets.token_urlsafe(24)
+    # session.js: "should provide default generator" - difference 12: secrets.token_urlsafe(24)
     response = Server(clock, save_uninitialized=True).get()  # express's default
     assert re.fullmatch(r"[A-Za-z0-9_-]{32}", sid(response))
 
@@ -491,7 +491,7 @@ def test_ids_are_drawn_by_the_library(clock):
     ("/foo", "s%3A%2Ffoo.paEKBtAHbV5s1IB8B2zPnzAgYmmnRPIqObW4VRYj%2FMQ"),
 ])
 def test_the_cookie_value_is_express_s(sid_, value):
-    # express's known answers - difference 9
+    # express's known answers - difference 12
     signed = "s:" + sessions.sign(sid_, SECRET)
     header = sessions.format_set_cookie("connect.sid", signed, max_age=None, expires=None)
     assert header.startswith(f"connect.sid={value}; ")
@@ -774,7 +774,7 @@ def route_sets_max_age(session):
 @pytest.mark.parametrize("n, seconds", [
     (1, 2),  # .maxAge: "should set cookie expires relative to maxAge"
     (2, 5),  # .maxAge: "should modify cookie expires when changed"
-    # .maxAge: "should modify cookie expires when changed to large value" (difference 10)
+    # .maxAge: "should modify cookie expires when changed to large value" (difference 13)
     (3, 3_000_000),
 ])
 def test_a_route_sets_the_max_age(clock, n, seconds):

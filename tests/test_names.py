@@ -68,7 +68,7 @@ def test_the_error_names_the_code_point_and_the_kind():
 
 
 def test_the_braille_blank_is_a_symbol_the_profile_allows(client):
-    # U+2800 has no dots but is a symbol (So), which RFC 8266 allows; the README says so.
+    # U+2800 has no dots but is a symbol (So), which RFC 8266 allows; docs/security.md says so.
     assert client.post_json("/", {"name": "\u2800"}).json == {"name": "\u2800"}
 
 

@@ -69,8 +69,9 @@ def wire():
 
 @pytest.fixture(scope="module")
 def cluster(wire):
-    # A store outage answers within 1 s instead of 5 (the README's "faster outage answer"), so the
-    # outage test's 503s come quicker than nginx's fail_timeout (5 s) could forget a failure.
+    # A store outage answers within 1 s instead of 5 (the smallest step timeout bounds a store
+    # call: docs/deploy.md), so the outage test's 503s come quicker than nginx's fail_timeout
+    # (5 s) could forget a failure.
     cluster = Cluster(wire.url + "db?serverSelectionTimeoutMS=1000")
     try:
         for i in range(3):
