@@ -1,19 +1,24 @@
-"""The stack's own limit on the wire: one pymongo find_one per request, served as the service is.
+"""The stack's own limit on the wire: one pymongo call per request, served as the service is.
 
     MONGO_URL=mongodb://127.0.0.1:<port>/svc python -m bench.limit   # prints its "listening on" line
 
 GET /name takes the session id from the cookie (express-session's ``s%3A<id>.<signature>``; the
 signature is not checked), sends one find_one({"_id": sid}) to the default database's "sessions"
-collection, and answers 200 if a document came back; 404 without a cookie or a document.  Its
-MongoClient is made as the service makes its own (service.open_mongo_collection: w=majority and a
-timeoutMS that bounds every call): the same promises about the store.  No signing, no expiry, no session JSON.  Like bench/bare.py it runs under
-service.main() with make_app swapped (the service itself keeps no store: MONGO_URL is this
-app's), so it has the service's headers and access line.  The service on the same wire server
-cannot beat it; its ratio to this app is what its own session layer costs.
+collection, and answers 200 if a document came back; 404 without a cookie or a document.
+POST / parses the name as the service does (service.read_name) and sends one insert_one of a
+document shaped like the service's (a new id, the session JSON, the expiry); no cookie.  Its
+MongoClient is made as the service makes its own (service.open_mongo_collection: w=majority and
+a timeoutMS that bounds every call): the same promises about the store.  No signing, no session
+object, no expiry check.  Like bench/bare.py it runs under service.main() with make_app swapped
+(the service itself keeps no store: MONGO_URL is this app's), so it has the service's headers
+and access line.  The service on the same wire server cannot beat it; its ratio to this app is
+what its own session layer costs.
 """
 
+import datetime
 import json
 import os
+import secrets
 import sys
 import urllib.parse
 
@@ -46,6 +51,14 @@ def make_app(collection):
         if not sid or collection.find_one({"_id": sid}) is None:
             bottle.abort(404, "not logged in")
         return {"name": "Alice"}
+
+    @app.post("/")
+    def login():
+        name = service.read_name(bottle.request.environ)
+        expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=7)
+        collection.insert_one({"_id": secrets.token_urlsafe(24), "expires": expires,
+                               "session": json.dumps({"name": name})})
+        return {"name": name}
 
     return app
 

@@ -21,7 +21,6 @@ from tests.support.child import Child
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LISTENING = r"listening on http://\S+:(\d+) "  # the service's startup line, and so its yardsticks'
-READS = traffic.KINDS[:2]
 LUA = """
 local kind, threads = "%(kind)s", 0
 function setup(thread)
@@ -89,7 +88,7 @@ def start_targets(wanted, wire, node_dir, threads, sessions, variants=()):
                                         wire=wire, sessions=sessions),
         "limit app (wire)": lambda: Target(  # reads the wire service's own sessions
             "limit app (wire)", [py, "-m", "bench.limit"], {**env, "MONGO_URL": wire.url + "svc"}, wire=wire,
-            kinds=READS, cookies=by_label["service, wire"].cookies),
+            cookies=by_label["service, wire"].cookies),
         "Node seed, MemoryStore": lambda: Target("Node seed, MemoryStore", node, env, ready=node_ready,
                                                  cwd=node_dir, sessions=sessions),
         "Node seed, connect-mongo (wire)": lambda: Target(
