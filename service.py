@@ -202,7 +202,9 @@ class Summarised:
 
     def _write_held(self):
         with self._lock:
-            held, self._held, self._last = self._held, 0, time.monotonic()
+            held = self._held
+            self._held = 0
+            self._last = time.monotonic()
         self.logger.warning("%s (%d times in the last %d s)", self._message, held, self.every)
 
 
@@ -924,8 +926,8 @@ class GuardedStore:
       store's own timeout, when their client has likely given up.  A store that
       answers, however slowly, is never taken for a failed one.
     - After a connection failure or a timeout (a circuit breaker, open) calls fail
-      at once, but for one probe every `retry_after` seconds; its success closes it.
-      Latency alone never opens it."""
+      at once, but for one probe every `retry_after` seconds, within what is left of
+      its request's time; its success closes it.  Latency alone never opens it."""
 
     def __init__(self, store, slots, timeout, retry_after=1.0, clock=time.monotonic, metrics=None):
         self.store = store
@@ -981,7 +983,8 @@ class GuardedStore:
                 self._probing = self._probing or probe
         try:
             arrived = REQUEST_ARRIVED.get()
-            left = self.timeout - (0 if arrived is None else time.monotonic() - arrived)
+            deadline = (time.monotonic() if arrived is None else arrived) + self.timeout
+            left = deadline - time.monotonic()
             if left <= 0:
                 raise Unavailable("the request waited longer than the store's timeout",
                                   "queue_timeout")
@@ -993,7 +996,15 @@ class GuardedStore:
                 if self.down and not probe:  # it opened while this call waited for its slot
                     raise Unavailable("the store failed; a probe tries it again shortly",
                                       "breaker_open")
-                result = method(*args, **kwargs)
+                if probe:
+                    # The probe may fall to a request that already waited: it gets what is
+                    # left of that request's time.  (Other calls run only while the breaker
+                    # is closed; cut short, a slow store's late answer would be a timeout,
+                    # which opens the breaker.)
+                    with pymongo.timeout(max(deadline - time.monotonic(), 0.001)):
+                        result = method(*args, **kwargs)
+                else:
+                    result = method(*args, **kwargs)
             except sessions.StoreUnavailable as exc:
                 cause = exc.__cause__  # MongoStore keeps the driver's error here
                 if isinstance(cause, ConnectionFailure) or getattr(cause, "timeout", False):
