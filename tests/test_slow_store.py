@@ -3,7 +3,7 @@ proxy that holds every reply (tests/support/delayproxy.py), many readers at once
 The management port's /healthz answers within 1 s whatever the store does; a
 store that answers is never taken for a failed one (the breaker stays closed, no
 503 but for requests shed because they waited past the timeout); a hung or dead
-store is a 503 within the timeout."""
+store is a 503 soon after the timeout, and the breaker's probe keeps to its request's time."""
 
 import time
 
